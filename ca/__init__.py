@@ -1,0 +1,1 @@
+"""The dedicated, name-constrained CA whose leaf certificates the proxy presents to Cargo."""
