@@ -1,0 +1,121 @@
+"""Reading a registry's `config.json`, to learn which `dl` and `api` URLs carry its token.
+
+For a sparse index Cargo fetches config.json through the proxy and we read that answer;
+we fetch it ourselves only when Cargo did not (its first request was something else).
+For a git index config.json is inside the repository, so we fetch the index's tip with
+`git` (shallow, into a throw-away directory), handing the token over in the child's
+environment: never on a command line another user could read, never in a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import ssl
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import certifi
+
+
+class IndexConfigError(Exception):
+    pass
+
+
+def parse_index_config(body: bytes, where: str) -> dict[str, object]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise IndexConfigError(f"{where}: config.json is not JSON") from None
+    if not isinstance(data, dict):
+        raise IndexConfigError(f"{where}: config.json is not a JSON object")
+    return data
+
+
+def without_auth_required(body: bytes) -> bytes:
+    """config.json as handed to Cargo: the proxy authenticates, so Cargo must not try."""
+    data = json.loads(body)
+    data.pop("auth-required", None)
+    return json.dumps(data, indent=2).encode() + b"\n"
+
+
+def upstream_ssl_context(cafile: Path | None) -> ssl.SSLContext:
+    """The same trust as mitmproxy's upstream verification (its default is certifi)."""
+    return ssl.create_default_context(cafile=str(cafile) if cafile else certifi.where())
+
+
+async def fetch_sparse_config(index_url: str, authorization: str, cafile: Path | None, timeout: float) -> dict[str, object]:
+    url = index_url.removeprefix("sparse+") + "config.json"
+
+    def fetch() -> bytes:
+        request = urllib.request.Request(url, headers={"Authorization": authorization})
+        # No proxies: this request must go straight to the registry, not back through us.
+        opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}),
+            urllib.request.HTTPSHandler(context=upstream_ssl_context(cafile)),
+        )
+        with opener.open(request, timeout=timeout) as response:
+            return response.read(1 << 20)
+
+    try:
+        body = await asyncio.to_thread(fetch)
+    except OSError as exc:
+        raise IndexConfigError(f"{url}: {exc}") from None
+    return parse_index_config(body, url)
+
+
+async def fetch_git_config(index_url: str, authorization: str, cafile: Path | None, timeout: float) -> dict[str, object]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key.lower() not in ("http_proxy", "https_proxy", "all_proxy") and not key.startswith("GIT_")
+    }
+    settings = [
+        ("http.extraHeader", f"Authorization: {authorization}"),
+        # The user's git config may route this URL through the proxy (that is what
+        # `setup` writes); this fetch must go straight to the registry.
+        ("http.proxy", ""),
+    ]
+    if cafile is not None:
+        settings.append(("http.sslCAInfo", str(cafile)))
+    env.update(
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_TERMINAL_PROMPT="0",
+        GIT_CONFIG_COUNT=str(len(settings)),
+    )
+    for n, (key, value) in enumerate(settings):
+        env[f"GIT_CONFIG_KEY_{n}"] = key
+        env[f"GIT_CONFIG_VALUE_{n}"] = value
+
+    async def git(*args: str, cwd: str) -> bytes:
+        process = await asyncio.create_subprocess_exec(
+            "git", *args, cwd=cwd, env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            stdout, stderr = await process.communicate()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+        if process.returncode != 0:
+            last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+            raise IndexConfigError(f"{index_url}: git {args[0]} failed: {last[0]}")
+        return stdout
+
+    with tempfile.TemporaryDirectory(prefix="cargo-vouch-index-") as scratch:
+        try:
+            async with asyncio.timeout(timeout):
+                await git("init", "--quiet", "--bare", ".", cwd=scratch)
+                await git("fetch", "--quiet", "--depth=1", "--no-tags", index_url, "HEAD", cwd=scratch)
+                body = await git("show", "FETCH_HEAD:config.json", cwd=scratch)
+        except TimeoutError:
+            raise IndexConfigError(f"{index_url}: git fetch took longer than {timeout:g} s") from None
+        except FileNotFoundError:
+            raise IndexConfigError("git is not installed; it is needed to read a git index's config.json") from None
+    return parse_index_config(body, index_url)

@@ -1,0 +1,196 @@
+"""Puts the registry's token on exactly the registry's requests, and takes it off the flow
+as soon as it has gone upstream.
+
+Injection happens in `requestheaders`: bodies stream through untouched (crate uploads
+and git packs can be large), and a valid cached token costs no process and no await on
+I/O. Only a publish waits for its body, because Cargo's protocol wants the crate's
+checksum in the token request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import struct
+import time
+from dataclasses import dataclass
+
+from mitmproxy import http
+
+from addon.answers import plain_refusal, refusal_for
+from addon.index_config import IndexConfigError, parse_index_config, without_auth_required
+from addon.matching import Match, Operation
+from addon.protocol import ProviderError
+from addon.providers import TokenQuery
+from addon.state import VouchState
+from addon.token_cache import IssuedToken
+
+logger = logging.getLogger("cargo-vouch")
+
+REDACTED = "<redacted by cargo-vouch>"
+CONDITIONAL_HEADERS = ("If-None-Match", "If-Modified-Since")
+
+
+@dataclass
+class Authenticated:
+    """A request that left with a token: enough to log it and to retire a refused token."""
+
+    flow: http.HTTPFlow
+    match: Match
+    issued: IssuedToken
+    authorization: str
+    started: float
+
+
+def query_for(match: Match) -> TokenQuery:
+    """The protocol fields Cargo sends for yank, unyank and owners (publish: see publish_query)."""
+    parts = [p for p in (match.api_path or "").split("/") if p][3:]
+    if match.operation in (Operation.YANK, Operation.UNYANK):
+        return TokenQuery(match.operation.value, (("name", parts[0]), ("vers", parts[1])))
+    if match.operation is Operation.OWNERS:
+        return TokenQuery(match.operation.value, (("name", parts[0]),))
+    return TokenQuery(match.operation.value)
+
+
+def publish_query(body: bytes) -> TokenQuery:
+    """Cargo's publish body: u32 LE JSON length, JSON metadata, u32 LE length, the .crate."""
+    (json_len,) = struct.unpack_from("<I", body, 0)
+    metadata = json.loads(body[4 : 4 + json_len])
+    (crate_len,) = struct.unpack_from("<I", body, 4 + json_len)
+    crate = body[8 + json_len : 8 + json_len + crate_len]
+    if len(crate) != crate_len:
+        raise ValueError("truncated crate")
+    fields = (("name", str(metadata["name"])), ("vers", str(metadata["vers"])), ("cksum", hashlib.sha256(crate).hexdigest()))
+    return TokenQuery(Operation.PUBLISH.value, fields)
+
+
+class TokenInjector:
+    def __init__(self, state: VouchState) -> None:
+        self.state = state
+        self._authenticated: dict[str, Authenticated] = {}
+        self._awaiting_body: dict[str, Match] = {}
+        self._config_json: set[str] = set()
+
+    async def _match(self, request: http.Request) -> Match | None:
+        args = (request.scheme, request.host, request.port, request.path, request.method)
+        found = self.state.router.match(*args)
+        if found is None and self.state.router.intercepts(request.host, request.port):
+            # dl/api may be about to be learned from config.json.
+            await self.state.learning_settled()
+            found = self.state.router.match(*args)
+        return found
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        match = await self._match(flow.request)
+        if match is None:
+            return
+        registry = match.registry
+        if match.operation.is_write and not registry.config.allow_publish:
+            flow.response = plain_refusal(
+                f"cargo-vouch: {match.operation.value} to registry '{registry.name}' is refused: "
+                f"set allow-publish = true in [registries.{registry.name}] of the cargo-vouch config to allow it"
+            )
+            logger.warning(f"{registry.name} {flow.request.method} {flow.request.path} {match.operation.value}: refused (allow-publish is false)")
+            return
+        if match.operation is Operation.PUBLISH:
+            self._awaiting_body[flow.id] = match
+            return
+        if match.is_index and registry.config.is_sparse and flow.request.path == registry.index.path + "config.json":
+            # Always see config.json's body: we learn dl/api from it and rewrite it.
+            for name in CONDITIONAL_HEADERS:
+                flow.request.headers.pop(name, None)
+            self._config_json.add(flow.id)
+        await self._authorize(flow, match, query_for(match))
+        if flow.response is None:
+            flow.request.stream = True
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        match = self._awaiting_body.pop(flow.id, None)
+        if match is None:
+            return
+        try:
+            query = publish_query(flow.request.get_content(strict=False) or b"")
+        except (ValueError, KeyError, struct.error):
+            flow.response = plain_refusal("cargo-vouch: the publish request body is not Cargo's publish format")
+            return
+        await self._authorize(flow, match, query)
+
+    async def _authorize(self, flow: http.HTTPFlow, match: Match, query: TokenQuery) -> None:
+        registry = match.registry
+        provider = self.state.providers[registry.name]
+        try:
+            issued = await self.state.token(registry, query)
+        except ProviderError as exc:
+            message = f"cargo-vouch: no token for registry '{registry.name}' from {provider.description}: {exc.message}"
+            if exc.kind == "not-found" and provider.login_hint not in message:
+                message += f" ({provider.login_hint})"
+            flow.response = refusal_for(flow.request, message)
+            logger.warning(f"{registry.name} {flow.request.method} {flow.request.path}: {message}")
+            return
+        authorization = self.state.authorization(registry, issued)
+        if match.is_index and not registry.learned and flow.id not in self._config_json:
+            await self.state.ensure_learned(registry, authorization)
+        flow.request.headers["Authorization"] = authorization
+        self._authenticated[flow.id] = Authenticated(flow, match, issued, authorization, time.monotonic())
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        done = self._authenticated.get(flow.id)
+        if done is None or flow.response is None:
+            return
+        self._redact(flow)
+        if flow.response.status_code in (401, 403):
+            self.state.cache.refused(done.match.registry.name, done.issued.token.value)
+        if flow.id not in self._config_json:
+            flow.response.stream = True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        done = self._authenticated.pop(flow.id, None)
+        if done is None or flow.response is None:
+            return
+        if flow.id in self._config_json:
+            self._config_json.discard(flow.id)
+            if flow.response.status_code == 200:
+                self._rewrite_config_json(flow, done)
+        self._log(flow, done, str(flow.response.status_code))
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        self._awaiting_body.pop(flow.id, None)
+        self._config_json.discard(flow.id)
+        done = self._authenticated.pop(flow.id, None)
+        if done is not None:
+            self._redact(flow)
+            self._log(flow, done, f"error: {flow.error.msg if flow.error else 'unknown'}")
+
+    def done(self) -> None:
+        """Shutting down: no flow that is saved on the way out may still hold a token."""
+        for done in self._authenticated.values():
+            self._redact(done.flow)
+        self._authenticated.clear()
+
+    def _redact(self, flow: http.HTTPFlow) -> None:
+        if "Authorization" in flow.request.headers:
+            flow.request.headers["Authorization"] = REDACTED
+
+    def _rewrite_config_json(self, flow: http.HTTPFlow, done: Authenticated) -> None:
+        assert flow.response is not None
+        body = flow.response.get_content(strict=False) or b""
+        registry = done.match.registry
+        try:
+            data = parse_index_config(body, registry.name)
+        except IndexConfigError as exc:
+            logger.warning(str(exc))
+            return
+        self.state.learned_from(registry, data)
+        flow.response.set_content(without_auth_required(body))
+        flow.response.headers.pop("ETag", None)
+
+    def _log(self, flow: http.HTTPFlow, done: Authenticated, outcome: str) -> None:
+        issued = done.issued
+        left = issued.seconds_left(time.time())
+        elapsed_ms = (time.monotonic() - done.started) * 1000
+        logger.info(
+            f"{done.match.registry.name} {flow.request.method} {flow.request.path} "
+            f"{done.match.operation.value} sub={issued.subject or '-'} "
+            f"expires_in={'-' if left is None else f'{left}s'} -> {outcome} {elapsed_ms:.0f}ms"
+        )

@@ -1,0 +1,115 @@
+"""Loads the config and sets up mitmproxy around it: where it listens, which CA it uses,
+what it trusts upstream. Every setting here is a security boundary, so each is enforced,
+not merely defaulted: loopback only, the dedicated CA only, upstream TLS always verified.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import certifi
+from mitmproxy import ctx, exceptions
+from mitmproxy.addonmanager import Loader
+
+from addon import paths
+from addon.config import ConfigError, VouchConfig, is_loopback, load_config
+from addon.matching import UrlPrefix
+from addon.state import VouchState
+from ca.authority import ensure_ca, write_atomic
+
+logger = logging.getLogger("cargo-vouch")
+
+
+def registry_hosts(config: VouchConfig) -> set[str]:
+    hosts = set()
+    for registry in config.registries.values():
+        for url in (registry.index_http_url, *registry.prefixes):
+            hosts.add(UrlPrefix.parse(url).host)
+    return hosts
+
+
+def write_upstream_bundle(extra_ca: Path) -> Path:
+    """certifi's roots plus the configured bundle: mitmproxy takes only one file."""
+    bundle = paths.vouch_home() / "upstream-ca-bundle.pem"
+    data = Path(certifi.where()).read_bytes() + b"\n" + extra_ca.read_bytes()
+    if not bundle.exists() or bundle.read_bytes() != data:
+        write_atomic(bundle, data, mode=0o644)
+    return bundle
+
+
+class ConfigLoader:
+    def __init__(self, state: VouchState) -> None:
+        self.state = state
+        self._running = False
+
+    def running(self) -> None:
+        self._running = True
+
+    def load(self, loader: Loader) -> None:
+        loader.add_option(
+            "vouch_config",
+            str,
+            "",
+            "Path to the cargo-vouch config file. Default: $CARGO_VOUCH_CONFIG, "
+            "then config.toml in the per-user config directory.",
+        )
+
+    def configure(self, updated: set[str]) -> None:
+        try:
+            self._configure(updated)
+        except ConfigError as exc:
+            if self._running:
+                # mitmproxy rejects the option change and keeps the working config.
+                raise exceptions.OptionsError(f"cargo-vouch: {exc}") from None
+            # At start-up: one line, no listening socket, and mitmdump's error check exits 1.
+            logger.error(f"cargo-vouch: {exc}")
+            if ctx.options.server:
+                ctx.options.update(server=False)
+
+    def _configure(self, updated: set[str]) -> None:
+        if "ssl_insecure" in updated and ctx.options.ssl_insecure:
+            raise ConfigError(
+                "ssl_insecure is refused: tokens only go to verified registries; "
+                "add the registry's CA to [proxy] upstream-ca instead"
+            )
+        if "vouch_config" in updated:
+            self._load()
+        if "listen_host" in updated and not is_loopback(ctx.options.listen_host):
+            raise ConfigError(
+                f"listen_host '{ctx.options.listen_host}' is not a loopback address; "
+                "the proxy hands out tokens to whoever connects, so it listens on 127.0.0.1 or ::1 only"
+            )
+        if "confdir" in updated and self.state.config is not None:
+            expected = paths.ca_dir()
+            if Path(os.path.expanduser(ctx.options.confdir)).resolve() != expected.resolve():
+                raise ConfigError(
+                    f"confdir must stay {expected}: leaf certificates come from the dedicated CA"
+                )
+
+    def _load(self) -> None:
+        config = load_config(ctx.options.vouch_config or None)
+        if not config.registries:
+            where = config.path or paths.config_path()[0]
+            logger.warning(f"cargo-vouch: no registries in {where}; every connection is tunnelled untouched")
+        ca, reason = ensure_ca(paths.ca_dir(), registry_hosts(config))
+        if reason:
+            logger.info(f"cargo-vouch: issued the CA ({reason}): {ca.cert}")
+        bundle = write_upstream_bundle(config.proxy.upstream_ca) if config.proxy.upstream_ca else None
+        self.state.apply(config, bundle)
+
+        listen = config.proxy.listen
+        updates: dict[str, object] = {
+            "confdir": str(ca.directory),
+            "upstream_cert": False,  # leaf certificates name only the requested host
+            "ssl_verify_upstream_trusted_ca": str(bundle) if bundle else None,
+        }
+        # An explicit --listen-host/--listen-port (still loopback-checked) beats the config.
+        if not ctx.options.listen_host:
+            updates["listen_host"] = listen.host
+        if ctx.options.listen_port is None:
+            updates["listen_port"] = listen.port
+        ctx.options.update(**updates)
+        names = ", ".join(sorted(config.registries)) or "none"
+        logger.info(f"cargo-vouch: registries: {names}; CA certificate for Cargo's cainfo: {ca.cert}")

@@ -1,0 +1,185 @@
+"""Which requests belong to which registry, and what Cargo operation each one is.
+
+A token is a bearer credential: whoever receives it can use it. So a request earns one
+only when its scheme, host, port and path lie under a prefix the registry owns, compared
+on the URL as it goes on the wire, with anything that could make a server resolve the
+path elsewhere (dot segments, encoded slashes) treated as foreign.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+from urllib.parse import unquote, urlsplit
+
+from addon.config import RegistryConfig
+
+
+class Operation(str, Enum):
+    """The operations of Cargo's credential protocol, as the registry's Web API spells them."""
+
+    READ = "read"
+    PUBLISH = "publish"
+    YANK = "yank"
+    UNYANK = "unyank"
+    OWNERS = "owners"
+
+    @property
+    def is_write(self) -> bool:
+        return self is not Operation.READ
+
+
+@dataclass(frozen=True)
+class UrlPrefix:
+    host: str
+    port: int
+    path: str  # ends with "/" for directories, so "/index" never covers "/index-evil"
+
+    @classmethod
+    def parse(cls, url: str, *, directory: bool = True) -> UrlPrefix:
+        """`directory=False` keeps a literal string prefix, for the head of a dl template."""
+        parts = urlsplit(url)
+        assert parts.scheme == "https" and parts.hostname, url
+        path = parts.path or "/"
+        if directory and not path.endswith("/"):
+            path += "/"
+        return cls(parts.hostname.lower(), parts.port or 443, path)
+
+    def covers(self, host: str, port: int, path: str) -> bool:
+        """`path` is the request path without query; equal to the prefix or beneath it."""
+        if host.lower() != self.host or port != self.port:
+            return False
+        return path == self.path.rstrip("/") or path.startswith(self.path)
+
+    @property
+    def origin(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def __str__(self) -> str:
+        return f"https://{self.host}:{self.port}{self.path}"
+
+
+_UNSAFE_ESCAPE = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+
+
+def is_plain_path(path: str) -> bool:
+    """No dot segments, no encoded dot/slash/backslash/NUL, no backslash.
+
+    Such paths are how a request that looks like it sits under a prefix is made to land
+    somewhere else on the server; Cargo, git and curl never send them.
+    """
+    if "\\" in path or _UNSAFE_ESCAPE.search(path):
+        return False
+    return all(segment not in (".", "..") for segment in unquote(path).split("/"))
+
+
+def classify_operation(api_path: str, method: str) -> Operation:
+    """Map a Web API path (relative to the `api` URL) to Cargo's operation names."""
+    parts = [p for p in api_path.split("/") if p]
+    if parts[:3] != ["api", "v1", "crates"]:
+        return Operation.READ
+    rest = parts[3:]
+    if rest == ["new"] and method == "PUT":
+        return Operation.PUBLISH
+    if len(rest) == 3 and rest[2] == "yank" and method == "DELETE":
+        return Operation.YANK
+    if len(rest) == 3 and rest[2] == "unyank" and method == "PUT":
+        return Operation.UNYANK
+    if len(rest) == 2 and rest[1] == "owners":
+        return Operation.OWNERS
+    return Operation.READ
+
+
+@dataclass(frozen=True)
+class Match:
+    registry: "RegistryRoutes"
+    operation: Operation
+    is_index: bool
+    api_path: str | None  # path below the api prefix, for Web API requests
+
+
+class RegistryRoutes:
+    """The URL prefixes of one registry: configured ones plus `dl`/`api` from config.json."""
+
+    def __init__(self, config: RegistryConfig) -> None:
+        self.config = config
+        self.index = UrlPrefix.parse(config.index_http_url)
+        self.extra = tuple(UrlPrefix.parse(p) for p in config.prefixes)
+        self.dl: UrlPrefix | None = None
+        self.api: UrlPrefix | None = None
+        self.learned = False
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def learn(self, registry_json: dict[str, object]) -> list[str]:
+        """Adopt `dl` and `api` from the index's config.json; returns problems to report."""
+        problems = []
+        for key in ("dl", "api"):
+            value = registry_json.get(key)
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                problems.append(f"config.json '{key}' is not a string")
+                continue
+            # Cargo's dl may be a template; the prefix is everything before the first marker.
+            base = value.split("{", 1)[0]
+            parts = urlsplit(base)
+            if parts.scheme != "https" or not parts.hostname:
+                problems.append(f"config.json '{key}' = '{value}' is not https; it gets no token")
+                continue
+            # A dl template such as https://h/crates-{crate} is matched on its literal head.
+            prefix = UrlPrefix.parse(base, directory="{" not in value)
+            if key == "dl":
+                self.dl = prefix
+            else:
+                self.api = prefix
+        self.learned = True
+        return problems
+
+    def prefixes(self) -> list[UrlPrefix]:
+        found = [self.index, *self.extra]
+        found += [p for p in (self.dl, self.api) if p is not None]
+        return found
+
+    def origins(self) -> set[tuple[str, int]]:
+        return {p.origin for p in self.prefixes()}
+
+    def match(self, host: str, port: int, path: str, method: str) -> Match | None:
+        if self.index.covers(host, port, path):
+            return Match(self, Operation.READ, is_index=True, api_path=None)
+        if self.api is not None and self.api.covers(host, port, path):
+            api_path = path[len(self.api.path) - 1 :]
+            return Match(self, classify_operation(api_path, method), is_index=False, api_path=api_path)
+        if any(p.covers(host, port, path) for p in (self.dl, *self.extra) if p is not None):
+            return Match(self, Operation.READ, is_index=False, api_path=None)
+        return None
+
+
+class Router:
+    """All registries; answers 'which registry, if any, owns this https request?'."""
+
+    def __init__(self, registries: list[RegistryConfig]) -> None:
+        self.registries = [RegistryRoutes(r) for r in registries]
+
+    def match(self, scheme: str, host: str, port: int, path_with_query: str, method: str) -> Match | None:
+        if scheme != "https":
+            return None
+        path = path_with_query.split("?", 1)[0]
+        if not is_plain_path(path):
+            return None
+        for registry in self.registries:
+            found = registry.match(host, port, path, method)
+            if found:
+                return found
+        return None
+
+    def intercepts(self, host: str, port: int) -> bool:
+        """Whether TLS to this origin is opened at all; everything else is tunnelled."""
+        host = host.lower()
+        return any((host, port) in r.origins() for r in self.registries)
+
+    def unlearned_git_registries(self) -> list[RegistryRoutes]:
+        return [r for r in self.registries if not r.config.is_sparse and not r.learned]

@@ -1,0 +1,78 @@
+"""What the addon's parts share: the registries, their providers, the token cache.
+
+Rebuilt whole from each valid config, so a reload never mixes old and new registries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from addon.config import VouchConfig
+from addon.index_config import IndexConfigError, fetch_git_config, fetch_sparse_config
+from addon.matching import RegistryRoutes, Router
+from addon.providers import Provider, TokenQuery, provider_for
+from addon.token_cache import IssuedToken, TokenCache
+
+logger = logging.getLogger("cargo-vouch")
+
+
+class VouchState:
+    def __init__(self) -> None:
+        self.config: VouchConfig | None = None
+        self.router = Router([])
+        self.providers: dict[str, Provider] = {}
+        self.cache = TokenCache()
+        #: CA bundle for upstream TLS (certifi plus `upstream-ca`), None for certifi alone.
+        self.upstream_bundle: Path | None = None
+        self._learning: dict[str, asyncio.Task[None]] = {}
+
+    def apply(self, config: VouchConfig, upstream_bundle: Path | None) -> None:
+        registries = list(config.registries.values())
+        self.config = config
+        self.router = Router(registries)
+        self.providers = {r.name: provider_for(r) for r in registries}
+        self.cache = TokenCache()
+        self.upstream_bundle = upstream_bundle
+        self._learning = {}
+
+    async def token(self, registry: RegistryRoutes, query: TokenQuery) -> IssuedToken:
+        return await self.cache.get(registry.name, self.providers[registry.name], query)
+
+    def authorization(self, registry: RegistryRoutes, issued: IssuedToken) -> str:
+        return registry.config.token_prefix + issued.token.value
+
+    async def ensure_learned(self, registry: RegistryRoutes, authorization: str) -> None:
+        """Learn `dl`/`api` before the first request that may need them; shared, once."""
+        if registry.learned:
+            return
+        task = self._learning.get(registry.name)
+        if task is None or task.done():
+            task = asyncio.ensure_future(self._learn(registry, authorization))
+            self._learning[registry.name] = task
+        await asyncio.shield(task)
+
+    async def _learn(self, registry: RegistryRoutes, authorization: str) -> None:
+        config = registry.config
+        fetch = fetch_sparse_config if config.is_sparse else fetch_git_config
+        try:
+            data = await fetch(config.index, authorization, self.upstream_bundle, config.provider_timeout)
+        except IndexConfigError as exc:
+            # Not learned: the next index request tries again. Downloads would get no token.
+            logger.warning(f"{registry.name}: cannot read config.json ({exc}); dl/api requests get no token")
+            return
+        self.learned_from(registry, data)
+
+    def learned_from(self, registry: RegistryRoutes, data: dict[str, object]) -> None:
+        for problem in registry.learn(data):
+            logger.warning(f"{registry.name}: {problem}")
+        logger.info(
+            f"{registry.name}: dl={registry.dl or '-'} api={registry.api or '-'} (from config.json)"
+        )
+
+    async def learning_settled(self) -> None:
+        """Wait for learning in progress, so a dl host on another origin is recognised."""
+        pending = [t for t in self._learning.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending)

@@ -1,0 +1,111 @@
+"""Tokens in memory only, reused by Cargo's own rules, fetched once however many ask.
+
+Cargo's rules (`cargo::util::auth`): an `expires` token is reused while it is valid for
+more than 60 s more; a `session` token until the registry refuses it; a `never` token
+once. A build that asks for 50 crates at once must still start just one provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import jwt
+
+from addon.protocol import Token
+from addon.providers import Provider, TokenQuery
+
+#: Cargo refreshes an `expires` token this long before it runs out.
+EXPIRY_MARGIN_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    """A token plus what may be logged about it (never the value)."""
+
+    token: Token
+    subject: str | None
+    expires_at: int | None
+
+    def seconds_left(self, now: float) -> int | None:
+        return None if self.expires_at is None else int(self.expires_at - now)
+
+
+def describe(token: Token) -> IssuedToken:
+    """Read `sub` and `exp` from a JWT without verifying it: only for the log line."""
+    subject: str | None = None
+    expires_at = token.expiration
+    try:
+        claims = jwt.decode(token.value, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        claims = {}
+    if isinstance(claims.get("sub"), str):
+        subject = claims["sub"]
+    if expires_at is None and isinstance(claims.get("exp"), int):
+        expires_at = claims["exp"]
+    return IssuedToken(token, subject, expires_at)
+
+
+CacheKey = tuple[str, str | None]
+
+
+class TokenCache:
+    """One cache per proxy; keyed by registry and, unless operation-independent, operation."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._tokens: dict[CacheKey, IssuedToken] = {}
+        self._pending: dict[CacheKey, asyncio.Future[IssuedToken]] = {}
+        #: Provider processes started, for benchmarks and tests that count them.
+        self.provider_calls = 0
+
+    def _usable(self, issued: IssuedToken) -> bool:
+        if issued.token.cache == "session":
+            return True
+        if issued.token.cache == "expires":
+            assert issued.token.expiration is not None
+            return self._clock() + EXPIRY_MARGIN_SECONDS < issued.token.expiration
+        return False
+
+    def cached(self, registry: str, query: TokenQuery) -> IssuedToken | None:
+        """The fast path: a valid cached token, without awaiting anything."""
+        for key in ((registry, None), (registry, query.operation)):
+            issued = self._tokens.get(key)
+            if issued is not None and self._usable(issued):
+                return issued
+        return None
+
+    async def get(self, registry: str, provider: Provider, query: TokenQuery) -> IssuedToken:
+        issued = self.cached(registry, query)
+        if issued is not None:
+            return issued
+        # Writes carry per-request fields (name, vers, cksum): they never share a call.
+        if query.operation != "read":
+            return await self._fetch(registry, provider, query)
+        key: CacheKey = (registry, query.operation)
+        task = self._pending.get(key)
+        if task is None:
+            # A task of its own, so a client that hangs up does not cancel the others' token.
+            task = asyncio.ensure_future(self._fetch(registry, provider, query))
+            self._pending[key] = task
+            task.add_done_callback(lambda _: self._pending.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _fetch(self, registry: str, provider: Provider, query: TokenQuery) -> IssuedToken:
+        self.provider_calls += 1
+        issued = describe(await provider.get(query))
+        if issued.token.cache != "never":
+            store_key = (registry, None if issued.token.operation_independent else query.operation)
+            self._tokens[store_key] = issued
+        return issued
+
+    def refused(self, registry: str, token_value: str) -> None:
+        """The registry answered 401/403 to this token: never offer it again."""
+        for key, issued in list(self._tokens.items()):
+            if key[0] == registry and issued.token.value == token_value:
+                del self._tokens[key]
+
+    def clear(self) -> None:
+        self._tokens.clear()

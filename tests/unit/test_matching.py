@@ -1,0 +1,104 @@
+"""Which requests get a registry's token: the security boundary of the product."""
+
+import pytest
+
+from addon.config import RegistryConfig
+from addon.matching import Operation, Router, classify_operation, is_plain_path
+
+
+def router(index: str, prefixes: tuple[str, ...] = ()) -> Router:
+    return Router([RegistryConfig(name="corp", index=index, prefixes=prefixes)])
+
+
+SPARSE = "sparse+https://cargo.corp.example/index/"
+GIT = "https://git.corp.example/cargo/index.git"
+
+
+@pytest.mark.parametrize(
+    "scheme,host,port,path,expected",
+    [
+        ("https", "cargo.corp.example", 443, "/index/config.json", True),
+        ("https", "CARGO.corp.example", 443, "/index/3/s/serde", True),
+        ("http", "cargo.corp.example", 80, "/index/config.json", False),  # never over plain HTTP
+        ("https", "cargo.corp.example", 8443, "/index/config.json", False),  # other port
+        ("https", "evil.example", 443, "/index/config.json", False),
+        ("https", "cargo.corp.example.evil.example", 443, "/index/x", False),
+        ("https", "cargo.corp.example", 443, "/indexes/x", False),  # not under the directory
+        ("https", "cargo.corp.example", 443, "/other", False),
+        ("https", "cargo.corp.example", 443, "/index/../admin", False),
+        ("https", "cargo.corp.example", 443, "/index/%2e%2e/admin", False),
+        ("https", "cargo.corp.example", 443, "/index/a%2fb", False),
+    ],
+)
+def test_sparse_index_prefix(scheme, host, port, path, expected):
+    assert (router(SPARSE).match(scheme, host, port, path, "GET") is not None) is expected
+
+
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("/cargo/index.git/info/refs?service=git-upload-pack", True),
+        ("/cargo/index.git/git-upload-pack", True),
+        ("/cargo/index.git", True),
+        ("/cargo/index.gitx/info/refs", False),
+        ("/cargo/other.git/info/refs", False),
+    ],
+)
+def test_git_index_prefix_covers_smart_http(path, expected):
+    assert (router(GIT).match("https", "git.corp.example", 443, path, "GET") is not None) is expected
+
+
+def test_dl_and_api_learned_from_config_json():
+    r = router(GIT)
+    assert r.match("https", "cargo.corp.example", 443, "/dl/serde/1.0.0/download", "GET") is None
+    problems = r.registries[0].learn({"dl": "https://cargo.corp.example/dl", "api": "https://cargo.corp.example/web"})
+    assert problems == []
+    dl = r.match("https", "cargo.corp.example", 443, "/dl/serde/1.0.0/download", "GET")
+    assert dl is not None and dl.operation is Operation.READ
+    publish = r.match("https", "cargo.corp.example", 443, "/web/api/v1/crates/new", "PUT")
+    assert publish is not None and publish.operation is Operation.PUBLISH
+    assert r.match("https", "cargo.corp.example", 443, "/webhooks", "GET") is None
+    assert r.intercepts("cargo.corp.example", 443)
+
+
+def test_dl_template_matches_its_literal_head_only():
+    r = router(SPARSE)
+    r.registries[0].learn({"dl": "https://files.corp.example/crates-{crate}-{version}.crate"})
+    assert r.match("https", "files.corp.example", 443, "/crates-serde-1.0.0.crate", "GET")
+    assert r.match("https", "files.corp.example", 443, "/private/key", "GET") is None
+
+
+def test_plain_http_dl_is_never_adopted():
+    r = router(SPARSE)
+    problems = r.registries[0].learn({"dl": "http://cargo.corp.example/dl"})
+    assert problems and "not https" in problems[0]
+    assert r.match("https", "cargo.corp.example", 443, "/dl/x/1/download", "GET") is None
+
+
+def test_extra_prefixes():
+    r = router(SPARSE, prefixes=("https://mirror.corp.example/crates/",))
+    assert r.match("https", "mirror.corp.example", 443, "/crates/a", "GET")
+    assert r.match("https", "mirror.corp.example", 443, "/secret", "GET") is None
+
+
+@pytest.mark.parametrize(
+    "path,method,operation",
+    [
+        ("/api/v1/crates/new", "PUT", Operation.PUBLISH),
+        ("/api/v1/crates/foo/1.0.0/yank", "DELETE", Operation.YANK),
+        ("/api/v1/crates/foo/1.0.0/unyank", "PUT", Operation.UNYANK),
+        ("/api/v1/crates/foo/owners", "GET", Operation.OWNERS),
+        ("/api/v1/crates/foo/owners", "PUT", Operation.OWNERS),
+        ("/api/v1/crates?q=foo", "GET", Operation.READ),
+        ("/api/v1/crates", "GET", Operation.READ),
+    ],
+)
+def test_operations(path, method, operation):
+    assert classify_operation(path.split("?")[0], method) is operation
+
+
+def test_plain_paths():
+    assert is_plain_path("/index/3/s/serde")
+    assert not is_plain_path("/index/./x")
+    assert not is_plain_path("/index/%2E%2E/x")
+    assert not is_plain_path("/index\\..\\x")
