@@ -11,10 +11,12 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import certifi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -32,6 +34,8 @@ NO_HOST = "invalid"
 @dataclass(frozen=True)
 class CaFiles:
     directory: Path
+    #: For Cargo's `http.cainfo`: our CA first, then the system's roots, because cainfo
+    #: replaces Cargo's trust store and tunnelled hosts (crates.io, …) must still verify.
     cert: Path
     store: Path  # private key + certificate, for mitmproxy only
 
@@ -58,16 +62,32 @@ def permitted_hosts(cert: x509.Certificate) -> set[str]:
 
 def load_cert(files: CaFiles) -> x509.Certificate | None:
     try:
-        return x509.load_pem_x509_certificate(files.cert.read_bytes())
-    except (OSError, ValueError):
+        return x509.load_pem_x509_certificates(files.store.read_bytes())[0]
+    except (OSError, ValueError, IndexError):
         return None
+
+
+def system_roots() -> Path:
+    """The roots Cargo (libcurl with OpenSSL) trusts when cainfo is not set."""
+    defaults = ssl.get_default_verify_paths()
+    for candidate in (defaults.cafile, defaults.openssl_cafile):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return Path(certifi.where())
+
+
+def write_cainfo_bundle(files: CaFiles, cert: x509.Certificate) -> None:
+    """Rewritten at every start, so updates of the system roots reach Cargo too."""
+    data = cert.public_bytes(serialization.Encoding.PEM) + b"\n" + system_roots().read_bytes()
+    if not files.cert.exists() or files.cert.read_bytes() != data:
+        write_atomic(files.cert, data, mode=0o644)
 
 
 def needs_reissue(files: CaFiles, hosts: set[str], now: datetime.datetime | None = None) -> str | None:
     """Why the CA must be (re-)issued, or None if it fits `hosts` and is valid."""
     now = now or datetime.datetime.now(datetime.timezone.utc)
     cert = load_cert(files)
-    if cert is None or not files.store.exists():
+    if cert is None:
         return "no CA yet"
     if permitted_hosts(cert) != {h.lower() for h in hosts}:
         return "registry hosts changed"
@@ -83,6 +103,9 @@ def ensure_ca(directory: Path, hosts: set[str]) -> tuple[CaFiles, str | None]:
     reason = needs_reissue(files, hosts)
     if reason:
         issue_ca(files, hosts)
+    cert = load_cert(files)
+    assert cert is not None
+    write_cainfo_bundle(files, cert)
     return files, reason
 
 
@@ -136,7 +159,7 @@ def issue_ca(files: CaFiles, hosts: set[str]) -> None:
         serialization.NoEncryption(),
     )
     write_atomic(files.store, key_pem + cert_pem, mode=0o600)
-    write_atomic(files.cert, cert_pem, mode=0o644)
+    write_cainfo_bundle(files, cert)
 
 
 def _name_constraints(hosts: set[str]) -> x509.NameConstraints:

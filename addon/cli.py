@@ -1,0 +1,112 @@
+"""`cargo-vouch` (also `cargo vouch`, by Cargo's external-subcommand rule)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes
+
+from addon import paths, setup_cmd
+from addon.config import ConfigError, load_config, parse_listen
+from addon.loader import registry_hosts
+from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts
+
+ADDON_SCRIPT = Path(__file__).resolve().parent / "vouch_addon.py"
+
+
+def _load_config_or_exit(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    try:
+        return load_config(args.config)
+    except ConfigError as exc:
+        print(f"cargo-vouch: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def mitmdump_args(config_path: Path | None, listen: str | None) -> list[str]:
+    """The same proxy as `mitmdump -s addon/vouch_addon.py`, with our options."""
+    args = ["-s", str(ADDON_SCRIPT), "--set", f"confdir={paths.ca_dir()}"]
+    if config_path is not None:
+        args += ["--set", f"vouch_config={config_path}"]
+    if listen is not None:
+        address = parse_listen(listen)
+        args += ["--set", f"listen_host={address.host}", "--set", f"listen_port={address.port}"]
+    return args
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    config = _load_config_or_exit(args)
+    try:
+        listen = parse_listen(args.listen) if args.listen else config.proxy.listen
+    except ValueError as exc:
+        print(f"cargo-vouch: --listen: {exc}", file=sys.stderr)
+        return 2
+    ca, _ = ensure_ca(paths.ca_dir(), registry_hosts(config))
+    print(f"cargo-vouch: proxy on http://{listen}", flush=True)
+    print(f"cargo-vouch: CA certificate (Cargo's http.cainfo): {ca.cert}", flush=True)
+    from mitmproxy.tools.main import mitmdump
+
+    mitmdump(mitmdump_args(config.path, args.listen))
+    return 0
+
+
+def cmd_ca(args: argparse.Namespace) -> int:
+    files = ca_files(paths.ca_dir())
+    if args.ca_command == "path":
+        print(files.cert)
+        return 0
+    config = _load_config_or_exit(args)
+    hosts = registry_hosts(config)
+    if args.ca_command == "init":
+        files, reason = ensure_ca(paths.ca_dir(), hosts)
+        print(f"{files.cert} ({'issued: ' + reason if reason else 'already current'})")
+    elif args.ca_command == "rotate":
+        ensure_ca(paths.ca_dir(), hosts)
+        issue_ca(files, hosts)
+        print(f"{files.cert} (new key; Cargo picks it up through the same cainfo path)")
+    else:  # show
+        cert = load_cert(files)
+        if cert is None:
+            print(f"cargo-vouch: no CA at {files.cert}; run 'cargo vouch ca init'", file=sys.stderr)
+            return 1
+        fingerprint = cert.fingerprint(hashes.SHA256())
+        print(f"path:        {files.cert}")
+        print(f"subject:     {cert.subject.rfc4514_string()}")
+        print(f"valid until: {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+        print(f"hosts:       {', '.join(sorted(permitted_hosts(cert))) or '(none)'}")
+        print(f"sha256:      {fingerprint.hex(':')}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cargo-vouch",
+        description="Short-lived Vouch tokens on every request Cargo makes to a private registry.",
+    )
+    parser.add_argument("--config", help="cargo-vouch config file (default: $CARGO_VOUCH_CONFIG, then the per-user one)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    proxy = commands.add_parser("proxy", help="run the proxy in the foreground")
+    proxy.add_argument("--listen", help=f"loopback HOST:PORT (default: [proxy] listen, else {paths.DEFAULT_LISTEN})")
+    proxy.set_defaults(func=cmd_proxy)
+
+    setup_cmd.add_parser(commands)
+
+    ca = commands.add_parser("ca", help="the dedicated CA Cargo trusts for registry hosts")
+    ca.add_argument("ca_command", choices=["init", "path", "show", "rotate"])
+    ca.set_defaults(func=cmd_ca)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Run as `cargo vouch …`, Cargo passes the subcommand name first.
+    if argv[:1] == ["vouch"]:
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
