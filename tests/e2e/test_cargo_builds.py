@@ -1,0 +1,104 @@
+"""Real Cargo through a real `mitmdump -s addon/vouch_addon.py` to a registry that rejects
+every request without a valid Vouch token: a build that succeeds proves authentication."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.conftest import LEGACY_CARGO, LEGACY_RUSTC, World, current_cargo, needs_legacy_cargo
+from tests.fixtures.cratebuild import CrateSpec
+
+pytestmark = pytest.mark.e2e
+
+HELLO = CrateSpec("hello", "0.1.0")
+
+
+def setup_and_start(world: World, project, registry_index: str):  # type: ignore[no-untyped-def]
+    world.write_config("")  # setup adds [registries.corp] from Cargo's config
+    result = world.cargo_vouch("setup", "--registry", "corp", "--manifest-dir", str(project),
+                               "--listen", f"127.0.0.1:{world.proxy_port}")
+    assert "corp" in world.config_path.read_text(), result.stdout + result.stderr
+    return world.start_proxy()
+
+
+def assert_all_authenticated(world: World, *, expect_paths: list[str]) -> None:
+    seen = world.registry.requests
+    assert seen, "the registry saw no request"
+    unauthenticated = [(r.method, r.path, r.reason) for r in seen if not r.authenticated]
+    assert not unauthenticated
+    assert {r.subject for r in seen} == {"alice@example.com"}
+    for fragment in expect_paths:
+        assert any(fragment in r.path for r in seen), (fragment, [r.path for r in seen])
+
+
+def assert_no_token_leaked(world: World, token: str, proxy) -> None:  # type: ignore[no-untyped-def]
+    proxy.stop()  # flush the flow and HAR files
+    assert proxy.flows_path.exists() and proxy.har_path.exists()
+    assert token not in proxy.log()
+    assert world.files_containing(token) == []
+    assert "<redacted by cargo-vouch>" in proxy.log()  # flow_detail=3 printed the header
+
+
+@needs_legacy_cargo()
+@pytest.mark.parametrize("git_cli", [False, True], ids=["libgit2", "git-fetch-with-cli"])
+def test_legacy_cargo_builds_from_private_git_index(world: World, git_cli: bool) -> None:
+    token = world.login()
+    project = world.project("app", [HELLO], world.registry.git_index_url, net_cli=git_cli)
+    proxy = setup_and_start(world, project, world.registry.git_index_url)
+    if git_cli:
+        gitconfig = (world.home / ".gitconfig").read_text()
+        assert f'[http "{world.registry.git_index_url}"]' in gitconfig
+        assert "[http]\n" not in gitconfig  # scoped to the index URL, never global
+
+    result = world.cargo(str(LEGACY_CARGO), str(LEGACY_RUSTC), project, "run", "--quiet")
+
+    assert result.returncode == 0, result.stderr + proxy.log()
+    assert "hello from hello 0.1.0" in result.stdout
+    assert_all_authenticated(world, expect_paths=["/git/index.git/info/refs", "git-upload-pack", "/dl/hello/0.1.0/download"])
+    assert "corp GET /dl/hello/0.1.0/download read sub=alice@example.com" in proxy.log()
+    assert_no_token_leaked(world, token, proxy)
+
+
+def test_current_cargo_sparse_auth_required_without_local_credential(world: World) -> None:
+    toolchain = current_cargo()
+    if toolchain is None:
+        pytest.skip("no current Cargo on PATH")
+    assert world.registry.sparse_config()["auth-required"] is True
+    token = world.login()
+    project = world.project("app", [HELLO], world.registry.sparse_index_url)
+    proxy = setup_and_start(world, project, world.registry.sparse_index_url)
+
+    result = world.cargo(*toolchain, project, "run", "--quiet")
+
+    assert result.returncode == 0, result.stderr + proxy.log()
+    assert "hello from hello 0.1.0" in result.stdout
+    assert_all_authenticated(world, expect_paths=["/sparse/config.json", "/sparse/he/ll/hello", "/dl/hello/0.1.0/download"])
+    assert_no_token_leaked(world, token, proxy)
+
+
+def test_logged_out_build_fails_saying_vouch_login_and_registry_sees_nothing(world: World) -> None:
+    toolchain = current_cargo()
+    if toolchain is None:
+        pytest.skip("no current Cargo on PATH")
+    project = world.project("app", [HELLO], world.registry.sparse_index_url)
+    proxy = setup_and_start(world, project, world.registry.sparse_index_url)
+
+    result = world.cargo(*toolchain, project, "build")
+
+    assert result.returncode != 0
+    assert "vouch login" in result.stderr, result.stderr
+    assert world.registry.requests == []
+    assert "no token for registry 'corp'" in proxy.log()
+
+
+@needs_legacy_cargo()
+def test_logged_out_legacy_cargo_says_vouch_login(world: World) -> None:
+    project = world.project("app", [HELLO], world.registry.git_index_url)
+    setup_and_start(world, project, world.registry.git_index_url)
+
+    result = world.cargo(str(LEGACY_CARGO), str(LEGACY_RUSTC), project, "build")
+
+    assert result.returncode != 0
+    assert "vouch login" in result.stderr, result.stderr
+    assert world.registry.requests == []
+
