@@ -9,8 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 
 from addon import paths, setup_cmd
-from addon.config import ConfigError, load_config, parse_listen
-from addon.loader import registry_hosts
+from addon.config import ConfigError, load_config, parse_listen, registry_hosts
 from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts
 
 ADDON_SCRIPT = Path(__file__).resolve().parent / "vouch_addon.py"

@@ -79,6 +79,15 @@ class VouchConfig:
     registries: dict[str, RegistryConfig]
 
 
+def registry_hosts(config: VouchConfig) -> set[str]:
+    """The hosts the dedicated CA may sign for: every configured registry URL's host."""
+    hosts: set[str] = set()
+    for registry in config.registries.values():
+        for url in (registry.index_http_url, *registry.prefixes):
+            hosts.add((urlsplit(url).hostname or "").lower())
+    return hosts
+
+
 def parse_listen(value: str) -> ListenAddress:
     """`HOST:PORT` on loopback only: the proxy hands out tokens to whoever connects."""
     host, sep, port_text = value.rpartition(":")

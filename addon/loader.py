@@ -14,20 +14,11 @@ from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
 from addon import paths
-from addon.config import ConfigError, VouchConfig, is_loopback, load_config
-from addon.matching import UrlPrefix
+from addon.config import ConfigError, is_loopback, load_config, registry_hosts
 from addon.state import VouchState
 from ca.authority import ensure_ca, write_atomic
 
 logger = logging.getLogger("cargo-vouch")
-
-
-def registry_hosts(config: VouchConfig) -> set[str]:
-    hosts = set()
-    for registry in config.registries.values():
-        for url in (registry.index_http_url, *registry.prefixes):
-            hosts.add(UrlPrefix.parse(url).host)
-    return hosts
 
 
 def write_upstream_bundle(extra_ca: Path) -> Path:

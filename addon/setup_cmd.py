@@ -31,6 +31,8 @@ import tomlkit
 import tomlkit.items
 
 from addon import cargo_config, paths
+from addon.config import ConfigError, load_config, parse_listen, registry_hosts
+from ca.authority import ensure_ca
 from addon.cargo_config import CargoConfigError, parse_toml, read_text
 
 PROG = "cargo-vouch setup"
@@ -114,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     except SetupError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return err.code
-    except CargoConfigError as err:
+    except (CargoConfigError, ConfigError) as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 1
     except OSError as err:
@@ -165,6 +167,11 @@ def _run(args: argparse.Namespace) -> int:
     apply(plan, records)
     for line in plan.done:
         print(line)
+    if not remove:
+        # Cargo's cainfo must name a file that exists before the proxy first starts.
+        ca, reason = ensure_ca(paths.ca_dir(), registry_hosts(load_config(config_file)))
+        if reason:
+            print(f"  issued the CA ({reason}): {ca.cert}")
     return 0
 
 
@@ -190,27 +197,13 @@ def proxy_url(listen: str, source: str = "--listen") -> str:
     The proxy holds registry tokens; listening beyond this machine would hand them out.
     """
     code = 2 if source == "--listen" else 1
-    host, sep, port = listen.rpartition(":")
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not bare or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SetupError(f"{source} {listen!r}: expected HOST:PORT, e.g. {paths.DEFAULT_LISTEN}", code)
-    if not _is_loopback(bare):
-        raise SetupError(
-            f"{source} {listen!r}: {bare} is not a loopback address; "
-            "use 127.0.0.1, ::1 or localhost (the proxy must not be reachable from other machines)",
-            code,
-        )
-    shown = f"[{bare}]" if ":" in bare else bare
-    return f"http://{shown}:{int(port)}"
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        address = parse_listen(listen)
+    except ValueError as exc:
+        raise SetupError(f"{source} {listen!r}: {exc} (e.g. {paths.DEFAULT_LISTEN})", code) from None
+    if address.port == 0:
+        raise SetupError(f"{source} {listen!r}: Cargo needs a fixed port", code)
+    return f"http://{address}"
 
 
 # ---------------------------------------------------------------- records
@@ -351,11 +344,6 @@ def plan_setup(
         plan.notes.append(
             f"warning: index URL of '{registry}' carries a user name or password, which the proxy "
             "refuses; remove it from the URL in Cargo's config (the proxy supplies credentials)"
-        )
-    if not Path(ca).exists():
-        plan.notes.append(
-            f"note: the CA certificate {ca} does not exist yet; run 'cargo-vouch ca init' "
-            "before building"
         )
     return plan
 
