@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # The end-to-end smoke runs again on Python 3.12 (mitmproxy 12) when one is installed.
-PYTHON312 ?= $(shell command -v python3.12 2>/dev/null)
+PYTHON312 ?= $(shell tests/find-python312)
 VENV312 ?= .venv312
 SMOKE := test_legacy_cargo_builds_from_private_git_index or test_current_cargo_sparse_auth_required
 

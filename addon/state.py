@@ -9,7 +9,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from addon.config import VouchConfig
+from addon.config import VouchConfig, registry_hosts
 from addon.index_config import IndexConfigError, fetch_git_config, fetch_sparse_config
 from addon.matching import RegistryRoutes, Router
 from addon.providers import Provider, TokenQuery, provider_for
@@ -67,6 +67,14 @@ class VouchState:
     def learned_from(self, registry: RegistryRoutes, data: dict[str, object]) -> None:
         for problem in registry.learn(data):
             logger.warning(f"{registry.name}: {problem}")
+        assert self.config is not None
+        for prefix in (registry.dl, registry.api):
+            if prefix is not None and prefix.host not in registry_hosts(self.config):
+                # The CA is name-constrained to configured hosts; Cargo would reject its leaf.
+                logger.warning(
+                    f"{registry.name}: config.json sends requests to {prefix.host}, which the CA does not cover; "
+                    f"add \"{prefix}\" to prefixes in [registries.{registry.name}] and restart the proxy"
+                )
         logger.info(
             f"{registry.name}: dl={registry.dl or '-'} api={registry.api or '-'} (from config.json)"
         )

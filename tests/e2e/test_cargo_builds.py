@@ -44,6 +44,7 @@ def assert_no_token_leaked(world: World, token: str, proxy) -> None:  # type: ig
 def test_legacy_cargo_builds_from_private_git_index(world: World, git_cli: bool) -> None:
     token = world.login()
     project = world.project("app", [HELLO], world.registry.git_index_url, net_cli=git_cli)
+    original_cargo_config = (project / ".cargo" / "config.toml").read_bytes()
     proxy = setup_and_start(world, project, world.registry.git_index_url)
     if git_cli:
         gitconfig = (world.home / ".gitconfig").read_text()
@@ -57,6 +58,11 @@ def test_legacy_cargo_builds_from_private_git_index(world: World, git_cli: bool)
     assert_all_authenticated(world, expect_paths=["/git/index.git/info/refs", "git-upload-pack", "/dl/hello/0.1.0/download"])
     assert "corp GET /dl/hello/0.1.0/download read sub=alice@example.com" in proxy.log()
     assert_no_token_leaked(world, token, proxy)
+
+    world.cargo_vouch("setup", "--registry", "corp", "--manifest-dir", str(project), "--remove")
+    assert (project / ".cargo" / "config.toml").read_bytes() == original_cargo_config
+    if git_cli:
+        assert world.registry.git_index_url not in (world.home / ".gitconfig").read_text()
 
 
 def test_current_cargo_sparse_auth_required_without_local_credential(world: World) -> None:

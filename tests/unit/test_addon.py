@@ -223,3 +223,10 @@ def tutils_client_hello(sni: str | None) -> bytes:
         pass
     record = outgoing.read()
     return record[9:]  # strip the record header (5) and handshake header (4)
+
+
+async def test_dl_on_a_host_outside_the_ca_is_reported(proxy, vouch_session, caplog):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.learned_from(state.router.registries[0], {"dl": "https://files.corp.example/crates"})
+    assert "files.corp.example, which the CA does not cover" in caplog.text
+    assert 'add "https://files.corp.example:443/crates/" to prefixes' in caplog.text

@@ -1,0 +1,70 @@
+"""Prints what header injection costs per request once a token is cached.
+
+Hot path of the product: every index file and download of a build passes through
+`requestheaders`. Run: `.venv/bin/python benchmarks/hot_path.py [REQUESTS]`.
+The provider is a real process (`cargo:token-from-stdout`); the figures show it ran once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from mitmproxy.addons import tlsconfig  # noqa: E402
+from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
+
+from addon.vouch_addon import make_addons  # noqa: E402
+
+
+async def main(requests: int) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["CARGO_VOUCH_HOME"] = str(Path(scratch) / "home")
+        token_script = Path(scratch) / "token"
+        token_script.write_text("#!/bin/sh\necho bench-token\n")
+        token_script.chmod(0o755)
+        config = Path(scratch) / "config.toml"
+        config.write_text(
+            '[registries.corp]\nindex = "sparse+https://cargo.corp.example/index/"\n'
+            f'credential-provider = ["cargo:token-from-stdout", "{token_script}"]\n'
+        )
+        addons = make_addons()
+        loader, _, injector = addons
+        with taddons.context(tlsconfig.TlsConfig(), *addons) as tctx:
+            tctx.configure(loader, vouch_config=str(config))
+            loader.state.router.registries[0].learned = True
+
+            def flow(n: int):  # type: ignore[no-untyped-def]
+                f = tflow.tflow(req=tutils.treq(host="cargo.corp.example", port=443, scheme=b"https",
+                                                path=f"/index/3/c/crate{n}".encode()))
+                f.response = None
+                return f
+
+            await injector.requestheaders(flow(-1))  # the one provider call
+            flows = [flow(n) for n in range(requests)]
+            tracemalloc.start()
+            started = time.perf_counter()
+            for f in flows:
+                await injector.requestheaders(f)
+            elapsed = time.perf_counter() - started
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            for f in flows:
+                f.response = tutils.tresp()
+                injector.responseheaders(f)
+                injector.response(f)
+    print(f"requests:            {requests}")
+    print(f"per request:         {elapsed / requests * 1e6:.1f} µs (requestheaders, cached token)")
+    print(f"throughput:          {requests / elapsed:,.0f} requests/s")
+    print(f"peak traced memory:  {peak / 1024:.0f} KiB while injecting")
+    print(f"provider processes:  {loader.state.cache.provider_calls}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 20000))
