@@ -3,10 +3,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# The end-to-end smoke runs again on Python 3.12 (mitmproxy 12) when one is installed.
+# The end-to-end tests run again on Python 3.12+ (mitmproxy 12) when one is installed.
 PYTHON312 ?= $(shell tests/find-python312)
 VENV312 ?= .venv312
-SMOKE := test_legacy_cargo_builds_from_private_git_index or test_current_cargo_sparse_auth_required
+
 
 .PHONY: install test test-312 demo clean
 
@@ -27,7 +27,7 @@ ifneq ($(PYTHON312),)
 	$(PYTHON312) -m venv $(VENV312)
 	$(VENV312)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV312)/bin/python -m pip install --quiet -e '.[test]'
-	@tests/run-pytest $(VENV312)/bin/python -p no:cacheprovider tests/e2e -k "$(SMOKE)"
+	@tests/run-pytest $(VENV312)/bin/python -p no:cacheprovider tests/e2e
 else
 	@echo "python3.12 not found: skipping the mitmproxy 12 smoke"
 endif

@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes
 
 from addon import paths, setup_cmd
-from addon.config import ConfigError, load_config, parse_listen, registry_hosts
+from addon.config import ConfigError, ListenAddress, load_config, parse_listen, registry_hosts
 from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts
 
 ADDON_SCRIPT = Path(__file__).resolve().parent / "vouch_addon.py"
@@ -23,15 +23,15 @@ def _load_config_or_exit(args: argparse.Namespace):  # type: ignore[no-untyped-d
         raise SystemExit(1) from None
 
 
-def mitmdump_args(config_path: Path | None, listen: str | None) -> list[str]:
-    """The same proxy as `mitmdump -s addon/vouch_addon.py`, with our options."""
+def mitmdump_args(config_path: Path | None, listen: ListenAddress) -> list[str]:
+    """The same proxy as `mitmdump -s addon/vouch_addon.py`, with our options.
+
+    The listen address is given up front: mitmproxy 12 binds before a script can move it.
+    """
     args = ["-s", str(ADDON_SCRIPT), "--set", f"confdir={paths.ca_dir()}"]
     if config_path is not None:
         args += ["--set", f"vouch_config={config_path}"]
-    if listen is not None:
-        address = parse_listen(listen)
-        args += ["--set", f"listen_host={address.host}", "--set", f"listen_port={address.port}"]
-    return args
+    return args + ["--set", f"listen_host={listen.host}", "--set", f"listen_port={listen.port}"]
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
@@ -46,7 +46,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     print(f"cargo-vouch: CA certificate (Cargo's http.cainfo): {ca.cert}", flush=True)
     from mitmproxy.tools.main import mitmdump
 
-    mitmdump(mitmdump_args(config.path, args.listen))
+    mitmdump(mitmdump_args(config.path, listen))
     return 0
 
 

@@ -37,6 +37,15 @@ class ConfigLoader:
 
     def running(self) -> None:
         self._running = True
+        # mitmproxy 12 binds its servers before a script's option changes reach them (11
+        # does not): if they listen anywhere but the configured loopback address, rebind.
+        proxyserver = ctx.master.addons.get("proxyserver")
+        wanted = (ctx.options.listen_host, ctx.options.listen_port)
+        bound = {addr[:2] for addr in proxyserver.listen_addrs()} if proxyserver else set()
+        if ctx.options.server and any(not is_loopback(host) or port != wanted[1] for host, port in bound):
+            logger.info(f"cargo-vouch: moving the proxy to {wanted[0]}:{wanted[1]}")
+            ctx.options.update(server=False)
+            ctx.options.update(server=True)
 
     def load(self, loader: Loader) -> None:
         loader.add_option(

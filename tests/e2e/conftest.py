@@ -158,13 +158,13 @@ class World:
                     proxy.lines.append(line)
                     log.write(line)
                     log.flush()
-                    if "proxy listening at" in line:
+                    if f"proxy listening at 127.0.0.1:{self.proxy_port}" in line:
                         ready.set()
             ready.set()
 
         threading.Thread(target=pump, daemon=True).start()
         ready.wait(timeout=60)
-        if process.poll() is not None or "proxy listening at" not in proxy.log():
+        if process.poll() is not None or f"proxy listening at 127.0.0.1:{self.proxy_port}" not in proxy.log():
             proxy.stop()
             raise AssertionError(f"mitmdump did not start:\n{proxy.log()}")
         return proxy
