@@ -7,7 +7,6 @@ PY := $(VENV)/bin/python
 PYTHON312 ?= $(shell tests/find-python312)
 VENV312 ?= .venv312
 
-
 .PHONY: install test test-312 demo clean
 
 $(VENV)/.installed: pyproject.toml
