@@ -123,7 +123,7 @@ def https_url_problem(url: str) -> str | None:
     if parts.query or parts.fragment:
         return f"'{url}' has a query or fragment"
     try:
-        parts.port
+        _ = parts.port  # raises for a port that is not a number in range
     except ValueError:
         return f"'{url}' has an invalid port"
     return None

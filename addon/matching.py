@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from urllib.parse import unquote, urlsplit
 
 from addon.config import RegistryConfig
 
 
-class Operation(str, Enum):
+class Operation(StrEnum):
     """The operations of Cargo's credential protocol, as the registry's Web API spells them."""
 
     READ = "read"
@@ -93,7 +93,7 @@ def classify_operation(api_path: str, method: str) -> Operation:
 
 @dataclass(frozen=True)
 class Match:
-    registry: "RegistryRoutes"
+    registry: RegistryRoutes
     operation: Operation
     is_index: bool
     api_path: str | None  # path below the api prefix, for Web API requests

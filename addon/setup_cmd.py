@@ -31,9 +31,9 @@ import tomlkit
 import tomlkit.items
 
 from addon import cargo_config, paths
+from addon.cargo_config import CargoConfigError, parse_toml, read_text
 from addon.config import ConfigError, load_config, parse_listen, registry_hosts
 from ca.authority import ensure_ca
-from addon.cargo_config import CargoConfigError, parse_toml, read_text
 
 PROG = "cargo-vouch setup"
 REGISTRY_NAME = re.compile(r"^[A-Za-z0-9_-]+$")

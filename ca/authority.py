@@ -85,7 +85,7 @@ def write_cainfo_bundle(files: CaFiles, cert: x509.Certificate) -> None:
 
 def needs_reissue(files: CaFiles, hosts: set[str], now: datetime.datetime | None = None) -> str | None:
     """Why the CA must be (re-)issued, or None if it fits `hosts` and is valid."""
-    now = now or datetime.datetime.now(datetime.timezone.utc)
+    now = now or datetime.datetime.now(datetime.UTC)
     cert = load_cert(files)
     if cert is None:
         return "no CA yet"
@@ -118,7 +118,7 @@ def secure_directory(directory: Path) -> None:
 
 def issue_ca(files: CaFiles, hosts: set[str]) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.COMMON_NAME, "cargo-vouch registry CA"),
