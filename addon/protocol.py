@@ -101,8 +101,8 @@ def parse_response(line: bytes) -> Token:
         kind = err["kind"]
         if kind not in ("not-found", "url-not-supported", "operation-not-supported"):
             kind = "other"
-        text = err.get("message") if isinstance(err.get("message"), str) else kind
-        raise ProviderError(kind, text)
+        text = err.get("message")
+        raise ProviderError(kind, text if isinstance(text, str) else kind)
     ok = message.get("Ok")
     if not isinstance(ok, dict) or ok.get("kind") != "get":
         raise ProtocolError("Ok answer is not of kind 'get'")

@@ -484,15 +484,15 @@ def plan_remove(target: Path, registry: str | None, records: dict[str, Any]) -> 
             f"{target} was not set up for registry '{registry}' (recorded: {names}); "
             "run --remove without --registry to take back everything"
         )
-    names = [registry] if registry else list(entry["registries"])
-    plan.done.append(f"{PROG}: removing setup for {', '.join(repr(n) for n in names)}")
-    entry["registries"] = [r for r in entry["registries"] if r not in names]
+    removing = [registry] if registry else list(entry["registries"])
+    plan.done.append(f"{PROG}: removing setup for {', '.join(repr(n) for n in removing)}")
+    entry["registries"] = [r for r in entry["registries"] if r not in removing]
     if entry["registries"]:
         plan.done.append(f"  kept {target}: still set up for {', '.join(entry['registries'])}")
     else:
         _undo_cargo_file(plan, target, entry)
         del targets[str(target)]
-    for name in names:
+    for name in removing:
         users = [t for t, e in targets.items() if name in e["registries"]]
         if users:
             plan.done.append(f"  kept registry '{name}' in cargo-vouch config and git: still used by {users[0]}")
@@ -680,8 +680,8 @@ def apply(plan: Plan, records_before: dict[str, Any]) -> None:
             for directory in change.make_dirs:
                 directory.mkdir(exist_ok=True)
             write_atomic(change.path, change.new.encode("utf-8"))
-    for change in plan.git:
-        git_set(change.key, change.new)
+    for git_change in plan.git:
+        git_set(git_change.key, git_change.new)
     if plan.records != records_before:
         save_records(plan.records)
 
@@ -743,10 +743,10 @@ def print_dry_run(plan: Plan) -> None:
         after = str(change.path) if change.new is not None else "/dev/null"
         for line in difflib.unified_diff(old, new, before, after):
             sys.stdout.write(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    for change in plan.git:
-        print(f"# would run: git config --global --unset-all {_redact_key(change.key)}")
-        for value in change.new:
-            print(f"# would run: git config --global --add {_redact_key(change.key)} {value}")
+    for git_change in plan.git:
+        print(f"# would run: git config --global --unset-all {_redact_key(git_change.key)}")
+        for value in git_change.new:
+            print(f"# would run: git config --global --add {_redact_key(git_change.key)} {value}")
     print(f"{PROG}: dry run, nothing written" if plan.files or plan.git else f"{PROG}: nothing to change")
 
 

@@ -54,7 +54,7 @@ def permitted_hosts(cert: x509.Certificate) -> set[str]:
     for name in constraints.permitted_subtrees or ():
         if isinstance(name, x509.DNSName):
             hosts.add(name.value)
-        elif isinstance(name, x509.IPAddress):
+        elif isinstance(name, x509.IPAddress) and isinstance(name.value, ipaddress.IPv4Network | ipaddress.IPv6Network):
             hosts.add(str(name.value.network_address))
     hosts.discard(NO_HOST)
     return hosts
