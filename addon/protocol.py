@@ -124,6 +124,7 @@ def parse_response(line: bytes) -> Token:
 
 
 def _preview(line: bytes) -> str:
-    """Enough of a bad line to diagnose it, never enough to leak a token-sized secret."""
+    """Describes a bad line without quoting it: a misconfigured provider's stray output
+    may well be a raw token (`vouch credential token` prints one), and this goes to logs."""
     text = line.decode("utf-8", "replace").strip()
-    return repr(text[:40] + ("…" if len(text) > 40 else ""))
+    return f"a line of {len(text)} characters" if text else "an empty line"

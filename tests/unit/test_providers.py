@@ -206,3 +206,15 @@ async def test_failure_reaches_every_waiter_and_is_not_cached(scripted):
     with pytest.raises(ProviderError):
         await cache.get("corp", provider, TokenQuery())
     assert count() == 2
+
+
+async def test_stray_output_is_never_quoted_in_the_error(tmp_path):
+    """`vouch credential token` configured by mistake prints a raw token, not the hello."""
+    script = tmp_path / "prints-token"
+    script.write_text("#!/bin/sh\necho opaque-secret-token-123\n")
+    script.chmod(0o755)
+    registry = RegistryConfig(name="corp", index="https://x/i.git", credential_provider=(str(script),))
+    with pytest.raises(ProviderError) as info:
+        await provider_for(registry).get(TokenQuery())
+    assert "expected the hello" in info.value.message
+    assert "opaque-secret" not in info.value.message
