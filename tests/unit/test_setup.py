@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from addon import cargo_config, paths, setup_cmd
+from addon import cargo_config, paths
+from addon.setup.cli import add_parser
+from addon.setup.records import records_path
 
 SPARSE = "sparse+https://cargo.corp.example/index/"
 GIT_INDEX = "https://git.corp.example/cargo/index.git"
@@ -81,7 +83,7 @@ def setup(capsys: pytest.CaptureFixture[str], *argv: str) -> Result:
     """Run `cargo-vouch setup ARGV` through argparse, as the real CLI will."""
     parser = argparse.ArgumentParser(prog="cargo-vouch")
     parser.add_argument("--config")
-    setup_cmd.add_parser(parser.add_subparsers())
+    add_parser(parser.add_subparsers())
     args = parser.parse_args(["setup", *argv])
     code = args.func(args)
     out, err = capsys.readouterr()
@@ -536,7 +538,7 @@ def test_setup_record_holds_no_unrelated_secrets(env: Env, capsys) -> None:
 
     assert setup(capsys, "--registry", "corp", "--manifest-dir", str(env.project)).code == 0
 
-    record = setup_cmd.records_path()
+    record = records_path()
     assert record.is_relative_to(env.root / "vouch-home")
     assert b"do-not-copy" not in record.read_bytes()
     assert stat.S_IMODE(record.stat().st_mode) == 0o600

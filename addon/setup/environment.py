@@ -1,0 +1,58 @@
+"""Environment variables that would override what setup writes."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from urllib.parse import urlsplit
+
+from addon import cargo_config
+
+
+def _env_warnings(registry: str, index: str, proxy: str, ca: str, git_cli: bool) -> list[str]:
+    """Variables that override what setup writes, each with what to do about it."""
+    env = os.environ
+    out: list[str] = []
+    if env.get("CARGO_HTTP_PROXY", proxy) != proxy:
+        out.append(f"warning: CARGO_HTTP_PROXY is set and overrides http.proxy; unset it (or set it to {proxy})")
+    if env.get("CARGO_HTTP_CAINFO", ca) != ca:
+        out.append(f"warning: CARGO_HTTP_CAINFO is set and overrides http.cainfo; unset it (or set it to {ca})")
+    host = urlsplit(index.removeprefix("sparse+")).hostname or ""
+    for var in ("NO_PROXY", "no_proxy"):
+        if host and no_proxy_covers(env.get(var, ""), host):
+            out.append(f"warning: {var} covers {host}, so Cargo and git bypass the proxy; remove that entry from {var}")
+    if git_cli and env.get("GIT_SSL_CAINFO"):
+        out.append(
+            "warning: GIT_SSL_CAINFO is set and overrides the sslCAInfo setup wrote for git; "
+            "unset it where you run cargo"
+        )
+    token_var = cargo_config.env_name(f"registries.{registry}.token")
+    for var in (token_var, "CARGO_REGISTRY_TOKEN"):
+        if env.get(var):
+            out.append(
+                f"note: {var} is set but not needed: the proxy sends a fresh token for "
+                f"'{registry}' and replaces any static one; unset it"
+            )
+    return out
+
+
+def no_proxy_covers(value: str, host: str) -> bool:
+    """Whether a NO_PROXY list (curl's rules: `*`, domains, leading dots, IPs, CIDR) covers host."""
+    host = host.lower().rstrip(".").strip("[]")
+    for raw in value.split(","):
+        item = raw.strip().lower()
+        if not item:
+            continue
+        if item == "*":
+            return True
+        if item.count(":") == 1:  # host:port
+            item = item.split(":")[0]
+        item = item.lstrip("*").lstrip(".").strip("[]")
+        if host == item or host.endswith("." + item):
+            return True
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(item, strict=False):
+                return True
+        except ValueError:
+            pass
+    return False
