@@ -71,15 +71,19 @@ class Proxy:
     flows_path: Path
     har_path: Path
     lines: list[str] = field(default_factory=list)
+    reader: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def log(self) -> str:
+        """What the proxy printed so far; lines written at a flow's end may still be on
+        their way: `stop()` first to read everything."""
         return "".join(self.lines)
 
     def stop(self) -> None:
+        """SIGINT, as a user's Ctrl-C; returns once the log and flow files are complete."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -87,6 +91,8 @@ class Proxy:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.reader is not None:
+            self.reader.join(timeout=20)
 
 
 @dataclass
@@ -162,7 +168,8 @@ class World:
                         ready.set()
             ready.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        proxy.reader = threading.Thread(target=pump, daemon=True)
+        proxy.reader.start()
         ready.wait(timeout=60)
         if process.poll() is not None or f"proxy listening at 127.0.0.1:{self.proxy_port}" not in proxy.log():
             proxy.stop()

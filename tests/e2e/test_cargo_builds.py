@@ -56,8 +56,8 @@ def test_legacy_cargo_builds_from_private_git_index(world: World, git_cli: bool)
     assert result.returncode == 0, result.stderr + proxy.log()
     assert "hello from hello 0.1.0" in result.stdout
     assert_all_authenticated(world, expect_paths=["/git/index.git/info/refs", "git-upload-pack", "/dl/hello/0.1.0/download"])
+    assert_no_token_leaked(world, token, proxy)  # stops the proxy: its log is complete
     assert "corp GET /dl/hello/0.1.0/download read sub=alice@example.com" in proxy.log()
-    assert_no_token_leaked(world, token, proxy)
 
     world.cargo_vouch("setup", "--registry", "corp", "--manifest-dir", str(project), "--remove")
     assert (project / ".cargo" / "config.toml").read_bytes() == original_cargo_config
@@ -94,6 +94,7 @@ def test_logged_out_build_fails_saying_vouch_login_and_registry_sees_nothing(wor
     assert result.returncode != 0
     assert "vouch login" in result.stderr, result.stderr
     assert world.registry.requests == []
+    proxy.stop()
     assert "no token for registry 'corp'" in proxy.log()
 
 

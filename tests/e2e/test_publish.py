@@ -54,6 +54,7 @@ def test_publish_is_refused_unless_allowed(world: World) -> None:
     assert "allow-publish = true" in result.stderr, result.stderr
     assert world.registry.published == []
     assert not any(r.method == "PUT" for r in world.registry.requests)
+    proxy.stop()
     assert "publish" in proxy.log() and "refused" in proxy.log()
 
 
@@ -72,6 +73,6 @@ def test_allowed_publish_gets_a_token_for_that_crate(world: World) -> None:
     # Vouch's tokens are operation-independent: the read token fetched for the index
     # serves the publish too, as Cargo would reuse it.
     assert world.provider_gets() == 1
-    assert "corp PUT /web/api/v1/crates/new publish sub=alice@example.com" in proxy.log()
     proxy.stop()
+    assert "corp PUT /web/api/v1/crates/new publish sub=alice@example.com" in proxy.log()
     assert world.files_containing(token) == []
