@@ -39,7 +39,6 @@ class Authenticated:
     flow: http.HTTPFlow
     match: Match
     issued: IssuedToken
-    authorization: str
     started: float
 
 
@@ -132,7 +131,7 @@ class TokenInjector:
         if match.is_index and not registry.learned and flow.id not in self._config_json:
             await self.state.ensure_learned(registry, authorization)
         flow.request.headers["Authorization"] = authorization
-        self._authenticated[flow.id] = Authenticated(flow, match, issued, authorization, time.monotonic())
+        self._authenticated[flow.id] = Authenticated(flow, match, issued, time.monotonic())
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         done = self._authenticated.get(flow.id)
@@ -145,13 +144,13 @@ class TokenInjector:
             flow.response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
+        is_config_json = flow.id in self._config_json
+        self._config_json.discard(flow.id)
         done = self._authenticated.pop(flow.id, None)
         if done is None or flow.response is None:
             return
-        if flow.id in self._config_json:
-            self._config_json.discard(flow.id)
-            if flow.response.status_code == 200:
-                self._rewrite_config_json(flow, done)
+        if is_config_json and flow.response.status_code == 200:
+            self._rewrite_config_json(flow, done)
         self._log(flow, done, str(flow.response.status_code))
 
     def error(self, flow: http.HTTPFlow) -> None:

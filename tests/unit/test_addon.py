@@ -276,3 +276,13 @@ async def test_operation_dependent_publish_asks_the_provider_with_the_checksum(p
     [sent] = [json.loads(line) for line in requests.read_text().splitlines()]
     assert sent["operation"] == "publish" and sent["name"] == "newlib" and sent["vers"] == "0.2.0"
     assert len(sent["cksum"]) == 64
+
+
+async def test_no_state_is_kept_for_finished_flows(proxy, isolated_home):
+    """A long-running proxy must not grow with every request it refused or served."""
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    flow = registry_request(path="/index/config.json")
+    await injector.requestheaders(flow)  # logged out: refused
+    injector.responseheaders(flow)
+    injector.response(flow)
+    assert not injector._config_json and not injector._authenticated and not injector._awaiting_body
