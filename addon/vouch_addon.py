@@ -17,13 +17,14 @@ if _PROJECT_ROOT not in sys.path:
 
 from addon.inject import TokenInjector  # noqa: E402
 from addon.loader import ConfigLoader  # noqa: E402
+from addon.loopback import LoopbackClients  # noqa: E402
 from addon.state import VouchState  # noqa: E402
 from addon.tls_scope import TlsScope  # noqa: E402
 
 
 def make_addons() -> list[object]:
     state = VouchState()
-    return [ConfigLoader(state), TlsScope(state), TokenInjector(state)]
+    return [LoopbackClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state)]
 
 
 addons = make_addons()

@@ -35,7 +35,7 @@ async def main(requests: int) -> None:
             f'credential-provider = ["cargo:token-from-stdout", "{token_script}"]\n'
         )
         addons = make_addons()
-        loader, _, injector = addons
+        _, loader, _, injector = addons
         with taddons.context(tlsconfig.TlsConfig(), *addons) as tctx:
             tctx.configure(loader, vouch_config=str(config))
             loader.state.router.registries[0].learned = True

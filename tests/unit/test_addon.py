@@ -34,8 +34,8 @@ def proxy(isolated_home, tmp_path):
         context = taddons.context(tlsconfig.TlsConfig(), *addons)
         tctx = context.__enter__()
         contexts.append(context)
-        tctx.configure(addons[0], vouch_config=str(write_config(tmp_path, config_text)))
-        loader, scope, injector = addons
+        _, loader, scope, injector = addons
+        tctx.configure(loader, vouch_config=str(write_config(tmp_path, config_text)))
         return tctx, loader.state, scope, injector
 
     yield start
@@ -286,3 +286,15 @@ async def test_no_state_is_kept_for_finished_flows(proxy, isolated_home):
     injector.responseheaders(flow)
     injector.response(flow)
     assert not injector._config_json and not injector._authenticated and not injector._awaiting_body
+
+
+@pytest.mark.parametrize("peer,refused", [("127.0.0.1", False), ("::1", False), ("::ffff:127.0.0.1", False),
+                                          ("192.0.2.7", True), ("2001:db8::1", True)])
+def test_only_loopback_clients_are_served(peer, refused):
+    from mitmproxy import connection
+
+    from addon.loopback import LoopbackClients
+
+    client = connection.Client(peername=(peer, 50000), sockname=("127.0.0.1", 9001))
+    LoopbackClients().client_connected(client)
+    assert (client.error is not None) is refused
