@@ -28,7 +28,8 @@ def mitmdump_args(config_path: Path | None, listen: ListenAddress) -> list[str]:
 
     The listen address is given up front: mitmproxy 12 binds before a script can move it.
     """
-    args = ["-s", str(ADDON_SCRIPT), "--set", f"confdir={paths.ca_dir()}"]
+    # flow_detail=0: the addon's own line per authenticated request is the request log.
+    args = ["-s", str(ADDON_SCRIPT), "--set", f"confdir={paths.ca_dir()}", "--set", "flow_detail=0"]
     if config_path is not None:
         args += ["--set", f"vouch_config={config_path}"]
     return args + ["--set", f"listen_host={listen.host}", "--set", f"listen_port={listen.port}"]
