@@ -7,12 +7,15 @@ we do not understand stops start-up instead of being ignored.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
+import re
 import shlex
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from addon import paths
 
@@ -20,6 +23,9 @@ from addon import paths
 class ConfigError(Exception):
     """One line that names the file, the key and what is wrong."""
 
+
+REGISTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_UNSAFE_ESCAPE = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
 
 DEFAULT_PROVIDER: tuple[str, ...] = ("vouch", "credential", "cargo", "--")
 DEFAULT_PROVIDER_TIMEOUT = 30.0
@@ -53,7 +59,6 @@ class RegistryConfig:
     token_prefix: str = ""
     prefixes: tuple[str, ...] = ()
     allow_publish: bool = False
-    touch: bool = False
     provider_timeout: float = DEFAULT_PROVIDER_TIMEOUT
 
     @property
@@ -95,8 +100,8 @@ def parse_listen(value: str) -> ListenAddress:
         raise ValueError(f"'{value}' is not HOST:PORT")
     host = host.strip("[]")
     port = int(port_text)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"port {port} is out of range")
+    if not 0 < port <= 65535:
+        raise ValueError(f"port {port} is out of range (1-65535)")
     if not is_loopback(host):
         raise ValueError(f"'{host}' is not a loopback address; use 127.0.0.1 or ::1")
     return ListenAddress(host, port)
@@ -126,7 +131,26 @@ def https_url_problem(url: str) -> str | None:
         _ = parts.port  # raises for a port that is not a number in range
     except ValueError:
         return f"'{url}' has an invalid port"
+    if not is_plain_path(parts.path or "/"):
+        return f"'{url}' has dot segments or encoded slashes; write the path plainly"
     return None
+
+
+def is_plain_path(path: str) -> bool:
+    """No dot segments, no encoded dot/slash/backslash/NUL, no backslash.
+
+    Such paths are how a request that looks like it sits under a prefix is made to land
+    somewhere else on the server; Cargo, git and curl never send them.
+    """
+    if "\\" in path or _UNSAFE_ESCAPE.search(path):
+        return False
+    return all(segment not in (".", "..") for segment in unquote(path).split("/"))
+
+
+def is_header_safe(value: str) -> bool:
+    """Printable ASCII only: what may stand in an Authorization header without smuggling
+    a line break (and with it another header) into the request."""
+    return all(" " <= ch <= "~" for ch in value)
 
 
 def parse_provider(value: object) -> tuple[str, ...]:
@@ -194,6 +218,10 @@ def parse_config(data: dict[str, object], path: Path) -> VouchConfig:
         upstream_ca = (path.parent / Path(raw_ca).expanduser()).resolve()
         if not upstream_ca.is_file():
             raise fail("proxy.upstream-ca", f"{upstream_ca}: no such file")
+        try:
+            ssl.create_default_context().load_verify_locations(cafile=str(upstream_ca))
+        except ssl.SSLError:
+            raise fail("proxy.upstream-ca", f"{upstream_ca}: not a PEM bundle of CA certificates") from None
 
     registries_table = data.get("registries", {})
     if not isinstance(registries_table, dict):
@@ -208,6 +236,8 @@ def parse_config(data: dict[str, object], path: Path) -> VouchConfig:
 
 def _parse_registry(name: str, table: dict[str, object], fail) -> RegistryConfig:  # type: ignore[no-untyped-def]
     where = f"registries.{name}"
+    if not REGISTRY_NAME.fullmatch(name):
+        raise fail(where, "a registry name is letters, digits, '-' and '_' (as in Cargo)")
     for key in table:
         if key not in _REGISTRY_KEYS:
             raise fail(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(_REGISTRY_KEYS))})")
@@ -226,8 +256,8 @@ def _parse_registry(name: str, table: dict[str, object], fail) -> RegistryConfig
         raise fail(f"{where}.credential-provider", str(exc)) from None
 
     token_prefix = table.get("token-prefix", "")
-    if not isinstance(token_prefix, str):
-        raise fail(f"{where}.token-prefix", "must be a string")
+    if not isinstance(token_prefix, str) or not is_header_safe(token_prefix):
+        raise fail(f"{where}.token-prefix", "must be a string of printable ASCII, e.g. \"Bearer \"")
 
     prefixes = table.get("prefixes", [])
     if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
@@ -250,8 +280,8 @@ def _parse_registry(name: str, table: dict[str, object], fail) -> RegistryConfig
         )
 
     timeout = table.get("provider-timeout", DEFAULT_PROVIDER_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise fail(f"{where}.provider-timeout", "must be a positive number of seconds")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise fail(f"{where}.provider-timeout", "must be a positive, finite number of seconds")
 
     return RegistryConfig(
         name=name,
@@ -260,6 +290,5 @@ def _parse_registry(name: str, table: dict[str, object], fail) -> RegistryConfig
         token_prefix=token_prefix,
         prefixes=tuple(prefixes),
         allow_publish=flags["allow-publish"],
-        touch=flags["touch"],
         provider_timeout=float(timeout),
     )

@@ -44,12 +44,7 @@ class Authenticated:
 
 def query_for(match: Match) -> TokenQuery:
     """The protocol fields Cargo sends for yank, unyank and owners (publish: see publish_query)."""
-    parts = [p for p in (match.api_path or "").split("/") if p][3:]
-    if match.operation in (Operation.YANK, Operation.UNYANK):
-        return TokenQuery(match.operation.value, (("name", parts[0]), ("vers", parts[1])))
-    if match.operation is Operation.OWNERS:
-        return TokenQuery(match.operation.value, (("name", parts[0]),))
-    return TokenQuery(match.operation.value)
+    return TokenQuery(match.operation.value, tuple(zip(("name", "vers"), match.crate, strict=False)))
 
 
 def publish_query(body: bytes) -> TokenQuery:

@@ -8,12 +8,11 @@ path elsewhere (dot segments, encoded slashes) treated as foreign.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
-from addon.config import RegistryConfig
+from addon.config import RegistryConfig, is_plain_path
 
 
 class Operation(StrEnum):
@@ -60,35 +59,32 @@ class UrlPrefix:
         return f"https://{self.host}:{self.port}{self.path}"
 
 
-_UNSAFE_ESCAPE = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+def crates_api_call(path: str) -> list[str] | None:
+    """The segments after `api/v1/crates` in a Web API path, or None if it is not one.
 
-
-def is_plain_path(path: str) -> bool:
-    """No dot segments, no encoded dot/slash/backslash/NUL, no backslash.
-
-    Such paths are how a request that looks like it sits under a prefix is made to land
-    somewhere else on the server; Cargo, git and curl never send them.
+    Looked for anywhere in the path, not only right under the learned `api` URL: a write
+    must be recognised (and refused unless allowed) even before config.json was read, or
+    when the index and the API share a prefix.
     """
-    if "\\" in path or _UNSAFE_ESCAPE.search(path):
-        return False
-    return all(segment not in (".", "..") for segment in unquote(path).split("/"))
+    parts = [p for p in path.split("/") if p]
+    starts = [i for i in range(len(parts) - 2) if parts[i : i + 3] == ["api", "v1", "crates"]]
+    return parts[starts[-1] + 3 :] if starts else None
 
 
-def classify_operation(api_path: str, method: str) -> Operation:
-    """Map a Web API path (relative to the `api` URL) to Cargo's operation names."""
-    parts = [p for p in api_path.split("/") if p]
-    if parts[:3] != ["api", "v1", "crates"]:
-        return Operation.READ
-    rest = parts[3:]
+def classify_operation(path: str, method: str) -> tuple[Operation, tuple[str, ...]]:
+    """Cargo's operation for a request, with the crate name (and version) it names."""
+    rest = crates_api_call(path)
+    if rest is None:
+        return Operation.READ, ()
     if rest == ["new"] and method == "PUT":
-        return Operation.PUBLISH
+        return Operation.PUBLISH, ()
     if len(rest) == 3 and rest[2] == "yank" and method == "DELETE":
-        return Operation.YANK
+        return Operation.YANK, (rest[0], rest[1])
     if len(rest) == 3 and rest[2] == "unyank" and method == "PUT":
-        return Operation.UNYANK
+        return Operation.UNYANK, (rest[0], rest[1])
     if len(rest) == 2 and rest[1] == "owners":
-        return Operation.OWNERS
-    return Operation.READ
+        return Operation.OWNERS, (rest[0],)
+    return Operation.READ, ()
 
 
 @dataclass(frozen=True)
@@ -96,7 +92,8 @@ class Match:
     registry: RegistryRoutes
     operation: Operation
     is_index: bool
-    api_path: str | None  # path below the api prefix, for Web API requests
+    #: For yank/unyank: (name, vers); for owners: (name,). Empty otherwise.
+    crate: tuple[str, ...] = ()
 
 
 class RegistryRoutes:
@@ -148,14 +145,12 @@ class RegistryRoutes:
         return {p.origin for p in self.prefixes()}
 
     def match(self, host: str, port: int, path: str, method: str) -> Match | None:
-        if self.index.covers(host, port, path):
-            return Match(self, Operation.READ, is_index=True, api_path=None)
-        if self.api is not None and self.api.covers(host, port, path):
-            api_path = path[len(self.api.path) - 1 :]
-            return Match(self, classify_operation(api_path, method), is_index=False, api_path=api_path)
-        if any(p.covers(host, port, path) for p in (self.dl, *self.extra) if p is not None):
-            return Match(self, Operation.READ, is_index=False, api_path=None)
-        return None
+        in_index = self.index.covers(host, port, path)
+        others = (p for p in (self.dl, self.api, *self.extra) if p is not None)
+        if not (in_index or any(p.covers(host, port, path) for p in others)):
+            return None
+        operation, crate = classify_operation(path, method)
+        return Match(self, operation, is_index=in_index, crate=crate)
 
 
 class Router:
@@ -180,6 +175,3 @@ class Router:
         """Whether TLS to this origin is opened at all; everything else is tunnelled."""
         host = host.lower()
         return any((host, port) in r.origins() for r in self.registries)
-
-    def unlearned_git_registries(self) -> list[RegistryRoutes]:
-        return [r for r in self.registries if not r.config.is_sparse and not r.learned]

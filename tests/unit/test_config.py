@@ -14,8 +14,10 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_full_config(tmp_path):
+    import certifi
+
     ca = tmp_path / "corp.pem"
-    ca.write_text("x")
+    ca.write_bytes(open(certifi.where(), "rb").read())
     path = write(
         tmp_path,
         f"""
@@ -63,6 +65,14 @@ def test_defaults(tmp_path):
         ('[registries.corp]\nindex = "https://user:pw@x/i.git"\n', "credentials in the URL"),
         ('[registries]\ncorp = 1\n', "registries.corp: must be a table"),
         ("[proxy\n", "invalid TOML"),
+        ('[proxy]\nlisten = "localhost:0"\n', "out of range"),
+        ('[registries.corp]\nindex = "https://x/i.git"\nprovider-timeout = nan\n', "finite"),
+        ('[registries.corp]\nindex = "https://x/i.git"\nprovider-timeout = inf\n', "finite"),
+        ('[registries.corp]\nindex = "https://x/i.git"\ntoken-prefix = "Bearer x\\r\\nX-Evil: 1"\n', "token-prefix"),
+        ('[registries.corp]\nindex = "sparse+https://x/a/../index/"\n', "dot segments"),
+        ('[registries.corp]\nindex = "https://x/i.git"\nprefixes = ["https://x/%2e%2e/"]\n', "dot segments"),
+        ('[registries."corp reg"]\nindex = "https://x/i.git"\n', "registry name"),
+        ('[registries.corp]\nindex = "https://x/i.git"\ntouch = true\n', "registries.corp.touch"),
     ],
 )
 def test_errors_are_one_line_with_file_and_key(tmp_path, text, needle):
@@ -84,3 +94,11 @@ def test_env_names_the_file(tmp_path, monkeypatch):
     path = write(tmp_path, '[registries.corp]\nindex = "https://x/i.git"\n')
     monkeypatch.setenv("CARGO_VOUCH_CONFIG", str(path))
     assert "corp" in load_config().registries
+
+
+def test_upstream_ca_must_be_pem(tmp_path):
+    bogus = tmp_path / "corp.pem"
+    bogus.write_text("not a certificate")
+    path = write(tmp_path, f'[proxy]\nupstream-ca = "{bogus}"\n')
+    with pytest.raises(ConfigError, match="proxy.upstream-ca: .* not a PEM bundle"):
+        load_config(path)

@@ -3,7 +3,8 @@
 import pytest
 
 from addon.config import RegistryConfig
-from addon.matching import Operation, Router, classify_operation, is_plain_path
+from addon.config import is_plain_path
+from addon.matching import Operation, Router, classify_operation
 
 
 def router(index: str, prefixes: tuple[str, ...] = ()) -> Router:
@@ -94,7 +95,24 @@ def test_extra_prefixes():
     ],
 )
 def test_operations(path, method, operation):
-    assert classify_operation(path.split("?")[0], method) is operation
+    assert classify_operation(path.split("?")[0], method)[0] is operation
+
+
+def test_operation_names_the_crate():
+    assert classify_operation("/web/api/v1/crates/foo/1.0.0/yank", "DELETE") == (Operation.YANK, ("foo", "1.0.0"))
+    assert classify_operation("/api/v1/crates/foo/owners", "GET") == (Operation.OWNERS, ("foo",))
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_writes_are_recognised_when_index_and_api_share_the_root(learned):
+    """A common single-origin layout: index at the host root, api = the host."""
+    r = router("sparse+https://cargo.corp.example/")
+    if learned:
+        r.registries[0].learn({"api": "https://cargo.corp.example"})
+    publish = r.match("https", "cargo.corp.example", 443, "/api/v1/crates/new", "PUT")
+    assert publish is not None and publish.operation is Operation.PUBLISH
+    index = r.match("https", "cargo.corp.example", 443, "/config.json", "GET")
+    assert index is not None and index.is_index and index.operation is Operation.READ
 
 
 def test_plain_paths():
