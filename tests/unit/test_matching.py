@@ -2,8 +2,7 @@
 
 import pytest
 
-from addon.config import RegistryConfig
-from addon.config import is_plain_path
+from addon.config import RegistryConfig, is_plain_path
 from addon.matching import Operation, Router, classify_operation
 
 
