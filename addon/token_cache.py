@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import jwt
 
-from addon.protocol import Token
+from addon.config import is_header_safe
+from addon.protocol import ProviderError, Token
 from addon.providers import Provider, TokenQuery
 
 #: Cargo refreshes an `expires` token this long before it runs out.
@@ -86,19 +87,28 @@ class TokenCache:
             return await self._fetch(registry, provider, query)
         key: CacheKey = (registry, query.operation)
         task = self._pending.get(key)
+        joined = task is not None
         if task is None:
             # A task of its own, so a client that hangs up does not cancel the others' token.
             task = asyncio.ensure_future(self._fetch(registry, provider, query))
             self._pending[key] = task
             task.add_done_callback(lambda _: self._pending.pop(key, None))
-        return await asyncio.shield(task)
+        issued = await asyncio.shield(task)
+        if joined and issued.token.cache == "never":
+            # A one-use token belongs to the request that asked for it; the others ask again.
+            return await self._fetch(registry, provider, query)
+        return issued
 
     async def _fetch(self, registry: str, provider: Provider, query: TokenQuery) -> IssuedToken:
         self.provider_calls += 1
-        issued = describe(await provider.get(query))
-        if issued.token.cache != "never":
-            store_key = (registry, None if issued.token.operation_independent else query.operation)
-            self._tokens[store_key] = issued
+        token = await provider.get(query)
+        if not is_header_safe(token.value):
+            raise ProviderError("other", "the provider's token has characters an HTTP header cannot carry")
+        issued = describe(token)
+        # Cargo reuses an operation-bound token only for reads: a publish token names its crate.
+        reusable = token.operation_independent or query.operation == "read"
+        if token.cache != "never" and reusable:
+            self._tokens[(registry, None if token.operation_independent else query.operation)] = issued
         return issued
 
     def refused(self, registry: str, token_value: str) -> None:
@@ -106,6 +116,3 @@ class TokenCache:
         for key, issued in list(self._tokens.items()):
             if key[0] == registry and issued.token.value == token_value:
                 del self._tokens[key]
-
-    def clear(self) -> None:
-        self._tokens.clear()

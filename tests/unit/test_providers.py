@@ -218,3 +218,35 @@ async def test_stray_output_is_never_quoted_in_the_error(tmp_path):
         await provider_for(registry).get(TokenQuery())
     assert "expected the hello" in info.value.message
     assert "opaque-secret" not in info.value.message
+
+
+async def test_never_token_is_not_shared_between_concurrent_requests(scripted, tmp_path, monkeypatch):
+    counter = tmp_path / "n"
+    script = tmp_path / "numbered"
+    script.write_text(
+        "import json, sys, time\n"
+        f"p = {str(counter)!r}\n"
+        "n = int(open(p).read()) + 1 if __import__('os').path.exists(p) else 1\n"
+        "open(p, 'w').write(str(n))\n"
+        "print(json.dumps({'v': [1]}), flush=True); sys.stdin.readline(); time.sleep(0.3)\n"
+        "print(json.dumps({'Ok': {'kind': 'get', 'token': f't{n}', 'cache': 'never', 'operation_independent': True}}), flush=True)\n"
+    )
+    registry = RegistryConfig(name="corp", index="https://x/i.git", credential_provider=(sys.executable, str(script)))
+    cache = TokenCache()
+    tokens = await asyncio.gather(*(cache.get("corp", provider_for(registry), TokenQuery()) for _ in range(4)))
+    assert len({t.token.value for t in tokens}) == 4
+
+
+async def test_operation_bound_publish_token_is_not_reused_for_another_publish(scripted):
+    cache = TokenCache()
+    provider, count, _ = scripted(ok(cache="session", independent=False))
+    await cache.get("corp", provider, TokenQuery("publish", (("name", "a"), ("vers", "1.0.0"), ("cksum", "x"))))
+    await cache.get("corp", provider, TokenQuery("publish", (("name", "b"), ("vers", "1.0.0"), ("cksum", "y"))))
+    assert count() == 2
+
+
+@pytest.mark.parametrize("token", ["tok\r\nX-Evil: 1", "tök"])
+async def test_tokens_that_cannot_be_a_header_value_are_refused(scripted, token):
+    provider, _, _ = scripted(ok(token=token))
+    with pytest.raises(ProviderError, match="characters an HTTP header cannot carry"):
+        await TokenCache().get("corp", provider, TokenQuery())
