@@ -17,8 +17,6 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-import certifi
-
 
 class IndexConfigError(Exception):
     pass
@@ -41,20 +39,23 @@ def without_auth_required(body: bytes) -> bytes:
     return json.dumps(data, indent=2).encode() + b"\n"
 
 
-def upstream_ssl_context(cafile: Path | None) -> ssl.SSLContext:
-    """The same trust as mitmproxy's upstream verification (its default is certifi)."""
-    return ssl.create_default_context(cafile=str(cafile) if cafile else certifi.where())
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """urllib would carry the Authorization header along a redirect, to any host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        raise IndexConfigError(f"{req.full_url}: redirected ({code}); the token does not follow redirects")
 
 
-async def fetch_sparse_config(index_url: str, authorization: str, cafile: Path | None, timeout: float) -> dict[str, object]:
+async def fetch_sparse_config(index_url: str, authorization: str, cafile: Path, timeout: float) -> dict[str, object]:
     url = index_url.removeprefix("sparse+") + "config.json"
 
     def fetch() -> bytes:
         request = urllib.request.Request(url, headers={"Authorization": authorization})
-        # No proxies: this request must go straight to the registry, not back through us.
         opener = urllib.request.build_opener(
+            # No proxies: this request goes straight to the registry, not back through us.
             urllib.request.ProxyHandler({}),
-            urllib.request.HTTPSHandler(context=upstream_ssl_context(cafile)),
+            urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=str(cafile))),
+            _RefuseRedirects(),
         )
         with opener.open(request, timeout=timeout) as response:
             return response.read(1 << 20)
@@ -66,20 +67,22 @@ async def fetch_sparse_config(index_url: str, authorization: str, cafile: Path |
     return parse_index_config(body, url)
 
 
-async def fetch_git_config(index_url: str, authorization: str, cafile: Path | None, timeout: float) -> dict[str, object]:
+async def fetch_git_config(index_url: str, authorization: str, cafile: Path, timeout: float) -> dict[str, object]:
     env = {
         key: value
         for key, value in os.environ.items()
         if key.lower() not in ("http_proxy", "https_proxy", "all_proxy") and not key.startswith("GIT_")
     }
     settings = [
-        ("http.extraHeader", f"Authorization: {authorization}"),
+        # Scoped to the index URL, and no redirects: git would otherwise take a redirect's
+        # target as the new base URL and send the header there.
+        (f"http.{index_url}.extraHeader", f"Authorization: {authorization}"),
+        ("http.followRedirects", "false"),
         # The user's git config may route this URL through the proxy (that is what
         # `setup` writes); this fetch must go straight to the registry.
         ("http.proxy", ""),
+        ("http.sslCAInfo", str(cafile)),
     ]
-    if cafile is not None:
-        settings.append(("http.sslCAInfo", str(cafile)))
     env.update(
         GIT_CONFIG_NOSYSTEM="1",
         GIT_CONFIG_GLOBAL=os.devnull,

@@ -70,8 +70,9 @@ class TokenInjector:
         args = (request.scheme, request.host, request.port, request.path, request.method)
         found = self.state.router.match(*args)
         if found is None and self.state.router.intercepts(request.host, request.port):
-            # dl/api may be about to be learned from config.json.
-            await self.state.learning_settled()
+            # A download before any index request (Cargo 1.65 with a complete lock file
+            # and a local index copy): dl/api must be known before deciding.
+            await self.state.learn_origin(request.host, request.port)
             found = self.state.router.match(*args)
         return found
 
@@ -79,36 +80,67 @@ class TokenInjector:
         match = await self._match(flow.request)
         if match is None:
             return
+        # The client's own Authorization (a placeholder, a static token) never goes upstream.
+        flow.request.headers.pop("Authorization", None)
+        try:
+            await self._requestheaders(flow, match)
+        except Exception as exc:  # noqa: BLE001 - mitmproxy would log it and forward the request
+            self._fail_closed(flow, match, exc)
+
+    async def _requestheaders(self, flow: http.HTTPFlow, match: Match) -> None:
         registry = match.registry
         if match.operation.is_write and not registry.config.allow_publish:
             flow.response = plain_refusal(
                 f"cargo-vouch: {match.operation.value} to registry '{registry.name}' is refused: "
                 f"set allow-publish = true in [registries.{registry.name}] of the cargo-vouch config to allow it"
             )
-            logger.warning(f"{registry.name} {flow.request.method} {flow.request.path} {match.operation.value}: refused (allow-publish is false)")
+            logger.warning(
+                f"{registry.name} {flow.request.method} {flow.request.path} {match.operation.value}: "
+                "refused (allow-publish is false)"
+            )
             return
         if match.operation is Operation.PUBLISH:
             self._awaiting_body[flow.id] = match
             return
-        if match.is_index and registry.config.is_sparse and flow.request.path == registry.index.path + "config.json":
+        is_config_json = registry.config.is_sparse and flow.request.path == registry.index.path + "config.json"
+        if is_config_json:
             # Always see config.json's body: we learn dl/api from it and rewrite it.
             for name in CONDITIONAL_HEADERS:
                 flow.request.headers.pop(name, None)
             self._config_json.add(flow.id)
         await self._authorize(flow, match, query_for(match))
-        if flow.response is None:
-            flow.request.stream = True
+        if flow.response is not None:
+            return
+        if match.is_index and not is_config_json:
+            await self.state.ensure_learned(registry)
+        flow.request.stream = True
 
     async def request(self, flow: http.HTTPFlow) -> None:
         match = self._awaiting_body.pop(flow.id, None)
         if match is None:
             return
         try:
-            query = publish_query(flow.request.get_content(strict=False) or b"")
-        except (ValueError, KeyError, struct.error):
-            flow.response = plain_refusal("cargo-vouch: the publish request body is not Cargo's publish format")
-            return
-        await self._authorize(flow, match, query)
+            try:
+                query = publish_query(flow.request.get_content(strict=False) or b"")
+            except (ValueError, KeyError, TypeError, struct.error):
+                flow.response = plain_refusal("cargo-vouch: the publish request body is not Cargo's publish format")
+                return
+            await self._authorize(flow, match, query)
+        except Exception as exc:  # noqa: BLE001
+            self._fail_closed(flow, match, exc)
+
+    def _fail_closed(self, flow: http.HTTPFlow, match: Match, exc: Exception) -> None:
+        """An unexpected error answers the request: mitmproxy would otherwise log the error
+        and send the request on, without our token. Only the exception's type is named, as
+        its text may quote a token."""
+        flow.request.headers.pop("Authorization", None)
+        self._authenticated.pop(flow.id, None)
+        message = (
+            f"cargo-vouch: internal error ({type(exc).__name__}) on a request for registry "
+            f"'{match.registry.name}'; nothing was sent to the registry"
+        )
+        flow.response = refusal_for(flow.request, message)
+        logger.error(f"{match.registry.name} {flow.request.method} {flow.request.path}: {message}")
 
     async def _authorize(self, flow: http.HTTPFlow, match: Match, query: TokenQuery) -> None:
         registry = match.registry
@@ -122,10 +154,7 @@ class TokenInjector:
             flow.response = refusal_for(flow.request, message)
             logger.warning(f"{registry.name} {flow.request.method} {flow.request.path}: {message}")
             return
-        authorization = self.state.authorization(registry, issued)
-        if match.is_index and not registry.learned and flow.id not in self._config_json:
-            await self.state.ensure_learned(registry, authorization)
-        flow.request.headers["Authorization"] = authorization
+        flow.request.headers["Authorization"] = self.state.authorization(registry, issued)
         self._authenticated[flow.id] = Authenticated(flow, match, issued, time.monotonic())
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:

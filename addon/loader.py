@@ -9,22 +9,26 @@ import logging
 import os
 from pathlib import Path
 
-import certifi
 from mitmproxy import ctx, exceptions
 from mitmproxy.addonmanager import Loader
 
 from addon import paths
 from addon.config import ConfigError, is_loopback, load_config, registry_hosts
 from addon.state import VouchState
-from ca.authority import ensure_ca, write_atomic
+from ca.authority import ensure_ca, system_roots, write_atomic
 
 logger = logging.getLogger("cargo-vouch")
 
 
-def write_upstream_bundle(extra_ca: Path) -> Path:
-    """certifi's roots plus the configured bundle: mitmproxy takes only one file."""
+def write_upstream_bundle(extra_ca: Path | None) -> Path:
+    """The roots the proxy trusts for registries: the system's, plus `upstream-ca`.
+
+    mitmproxy takes a single file, and would otherwise trust certifi's roots instead of
+    the system's (where a company installs its own)."""
     bundle = paths.vouch_home() / "upstream-ca-bundle.pem"
-    data = Path(certifi.where()).read_bytes() + b"\n" + extra_ca.read_bytes()
+    data = system_roots().read_bytes()
+    if extra_ca is not None:
+        data += b"\n" + extra_ca.read_bytes()
     if not bundle.exists() or bundle.read_bytes() != data:
         write_atomic(bundle, data, mode=0o644)
     return bundle
@@ -37,6 +41,7 @@ class ConfigLoader:
 
     def running(self) -> None:
         self._running = True
+        self.state.learn_all()
         # mitmproxy 12 binds its servers before a script's option changes reach them (11
         # does not): if they listen anywhere but the configured loopback address, rebind.
         proxyserver = ctx.master.addons.get("proxyserver")
@@ -96,14 +101,14 @@ class ConfigLoader:
         ca, reason = ensure_ca(paths.ca_dir(), registry_hosts(config))
         if reason:
             logger.info(f"cargo-vouch: issued the CA ({reason}): {ca.cert}")
-        bundle = write_upstream_bundle(config.proxy.upstream_ca) if config.proxy.upstream_ca else None
+        bundle = write_upstream_bundle(config.proxy.upstream_ca)
         self.state.apply(config, bundle)
 
         listen = config.proxy.listen
         updates: dict[str, object] = {
             "confdir": str(ca.directory),
             "upstream_cert": False,  # leaf certificates name only the requested host
-            "ssl_verify_upstream_trusted_ca": str(bundle) if bundle else None,
+            "ssl_verify_upstream_trusted_ca": str(bundle),
         }
         # An explicit --listen-host/--listen-port (still loopback-checked) beats the config.
         if not ctx.options.listen_host:
@@ -111,5 +116,7 @@ class ConfigLoader:
         if ctx.options.listen_port is None:
             updates["listen_port"] = listen.port
         ctx.options.update(**updates)
+        if self._running:
+            self.state.learn_all()
         names = ", ".join(sorted(config.registries)) or "none"
         logger.info(f"cargo-vouch: registries: {names}; CA certificate for Cargo's cainfo: {ca.cert}")

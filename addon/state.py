@@ -12,6 +12,7 @@ from pathlib import Path
 from addon.config import VouchConfig, registry_hosts
 from addon.index_config import IndexConfigError, fetch_git_config, fetch_sparse_config
 from addon.matching import RegistryRoutes, Router
+from addon.protocol import ProviderError
 from addon.providers import Provider, TokenQuery, provider_for
 from addon.token_cache import IssuedToken, TokenCache
 
@@ -24,11 +25,11 @@ class VouchState:
         self.router = Router([])
         self.providers: dict[str, Provider] = {}
         self.cache = TokenCache()
-        #: CA bundle for upstream TLS (certifi plus `upstream-ca`), None for certifi alone.
-        self.upstream_bundle: Path | None = None
+        #: The roots trusted for registry TLS: the system's plus `upstream-ca`.
+        self.upstream_bundle = Path()
         self._learning: dict[str, asyncio.Task[None]] = {}
 
-    def apply(self, config: VouchConfig, upstream_bundle: Path | None) -> None:
+    def apply(self, config: VouchConfig, upstream_bundle: Path) -> None:
         registries = list(config.registries.values())
         self.config = config
         self.router = Router(registries)
@@ -43,24 +44,48 @@ class VouchState:
     def authorization(self, registry: RegistryRoutes, issued: IssuedToken) -> str:
         return registry.config.token_prefix + issued.token.value
 
-    async def ensure_learned(self, registry: RegistryRoutes, authorization: str) -> None:
-        """Learn `dl`/`api` before the first request that may need them; shared, once."""
-        if registry.learned:
-            return
-        task = self._learning.get(registry.name)
-        if task is None or task.done():
-            task = asyncio.ensure_future(self._learn(registry, authorization))
-            self._learning[registry.name] = task
-        await asyncio.shield(task)
+    def learn_all(self) -> None:
+        """Start learning every registry's dl/api in the background, so that even a first
+        request straight to a download host (on another origin, say) is recognised."""
+        for registry in self.router.registries:
+            self._learning_task(registry)
 
-    async def _learn(self, registry: RegistryRoutes, authorization: str) -> None:
+    async def ensure_learned(self, registry: RegistryRoutes) -> None:
+        """Learn `dl`/`api` before a request that may need them; one attempt at a time."""
+        if not registry.learned:
+            await asyncio.shield(self._learning_task(registry))
+
+    async def learn_origin(self, host: str, port: int) -> None:
+        """Before deciding about a request to a registry origin that matched nothing."""
+        waiting = [
+            self.ensure_learned(r) for r in self.router.registries if (host.lower(), port) in r.origins()
+        ]
+        await asyncio.gather(*waiting)
+
+    def _learning_task(self, registry: RegistryRoutes) -> asyncio.Task[None]:
+        task = self._learning.get(registry.name)
+        if task is None or (task.done() and not registry.learned):
+            task = asyncio.ensure_future(self._learn(registry))
+            self._learning[registry.name] = task
+        return task
+
+    async def _learn(self, registry: RegistryRoutes) -> None:
         config = registry.config
         fetch = fetch_sparse_config if config.is_sparse else fetch_git_config
         try:
-            data = await fetch(config.index, authorization, self.upstream_bundle, config.provider_timeout)
-        except IndexConfigError as exc:
+            # A token of its own: a one-use token belongs to the request that asked for it.
+            issued = await self.token(registry, TokenQuery())
+            async with asyncio.timeout(config.provider_timeout):
+                data = await fetch(config.index, self.authorization(registry, issued), self.upstream_bundle, config.provider_timeout)
+        except (IndexConfigError, ProviderError) as exc:
             # Not learned: the next index request tries again. Downloads would get no token.
-            logger.warning(f"{registry.name}: cannot read config.json ({exc}); dl/api requests get no token")
+            logger.warning(f"{registry.name}: cannot read config.json yet ({exc}); dl/api requests get no token until it is read")
+            return
+        except TimeoutError:
+            logger.warning(f"{registry.name}: reading config.json took over {config.provider_timeout:g} s; will retry")
+            return
+        except Exception as exc:  # noqa: BLE001 - a failed lookup must not take the proxy down
+            logger.warning(f"{registry.name}: cannot read config.json ({type(exc).__name__}); will retry")
             return
         self.learned_from(registry, data)
 

@@ -270,7 +270,7 @@ async def test_operation_dependent_publish_asks_the_provider_with_the_checksum(p
     flow = registry_request(path="/web/api/v1/crates/new", method="PUT", headers=[("Authorization", "cargo-vouch")])
     flow.request.content = publish_body(CrateSpec("newlib", "0.2.0"))
     await injector.requestheaders(flow)
-    assert flow.request.headers["Authorization"] == "cargo-vouch"  # waits for the body
+    assert "Authorization" not in flow.request.headers  # placeholder dropped; the token waits for the body
     await injector.request(flow)
     assert flow.request.headers["Authorization"] == "tok-publish"
     [sent] = [json.loads(line) for line in requests.read_text().splitlines()]
@@ -298,3 +298,15 @@ def test_only_loopback_clients_are_served(peer, refused):
     client = connection.Client(peername=(peer, 50000), sockname=("127.0.0.1", 9001))
     LoopbackClients().client_connected(client)
     assert (client.error is not None) is refused
+
+
+async def test_unexpected_error_answers_the_request_instead_of_forwarding_it(proxy, vouch_session):
+    """mitmproxy forwards a flow whose hook raised: ours must fail closed instead."""
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    state.providers.clear()  # e.g. a registry gone after a reload: KeyError inside the hook
+    flow = registry_request(headers=[("Authorization", "client-static-token")])
+    await injector.requestheaders(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert "internal error (KeyError)" in flow.response.get_text()
+    assert "Authorization" not in flow.request.headers
