@@ -79,6 +79,15 @@ class ConfigLoader:
                 "ssl_insecure is refused: tokens only go to verified registries; "
                 "add the registry's CA to [proxy] upstream-ca instead"
             )
+        if "proxy_debug" in updated and ctx.options.proxy_debug:
+            raise ConfigError("proxy_debug is refused: it logs raw request bytes, tokens included")
+        if "vouch_config" in updated:
+            for name in ("MITMPROXY_SSLKEYLOGFILE", "SSLKEYLOGFILE"):
+                if os.environ.get(name):
+                    raise ConfigError(
+                        f"{name} is set: mitmproxy would write TLS session keys to a file, and with them "
+                        "every token could be read from a capture; unset it"
+                    )
         if "vouch_config" in updated:
             self._load()
         if "listen_host" in updated and not is_loopback(ctx.options.listen_host):

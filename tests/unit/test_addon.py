@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from mitmproxy import http
-from mitmproxy.addons import tlsconfig
+from mitmproxy.addons import proxyserver, tlsconfig
 from mitmproxy.test import taddons, tflow, tutils
 
 from addon.inject import REDACTED
@@ -31,7 +31,7 @@ def proxy(isolated_home, tmp_path):
 
     def start(config_text: str):
         addons = make_addons()
-        context = taddons.context(tlsconfig.TlsConfig(), *addons)
+        context = taddons.context(tlsconfig.TlsConfig(), proxyserver.Proxyserver(), *addons)
         tctx = context.__enter__()
         contexts.append(context)
         _, loader, scope, injector = addons
@@ -310,3 +310,19 @@ async def test_unexpected_error_answers_the_request_instead_of_forwarding_it(pro
     assert flow.response is not None and flow.response.status_code == 403
     assert "internal error (KeyError)" in flow.response.get_text()
     assert "Authorization" not in flow.request.headers
+
+
+@pytest.mark.parametrize("option", [{"proxy_debug": True}, {"ssl_insecure": True}, {"listen_host": "0.0.0.0"}])
+def test_options_that_would_expose_tokens_stop_the_proxy(proxy, isolated_home, caplog, option):
+    tctx, state, _, _ = proxy(SPARSE_CONFIG)
+    loader = tctx.master.addons.get("configloader")
+    tctx.configure(loader, **option)
+    assert "is refused" in caplog.text or "not a loopback address" in caplog.text
+    assert tctx.options.server is False  # nothing listens: mitmdump's error check exits
+
+
+def test_sslkeylogfile_stops_the_proxy(proxy, isolated_home, caplog, monkeypatch):
+    monkeypatch.setenv("SSLKEYLOGFILE", str(isolated_home / "keys"))
+    tctx, state, _, _ = proxy(SPARSE_CONFIG)
+    assert "SSLKEYLOGFILE is set" in caplog.text
+    assert tctx.options.server is False
