@@ -17,6 +17,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from addon.children import spawn
+
 
 class IndexConfigError(Exception):
     pass
@@ -94,21 +96,11 @@ async def fetch_git_config(index_url: str, authorization: str, cafile: Path, tim
         env[f"GIT_CONFIG_VALUE_{n}"] = value
 
     async def git(*args: str, cwd: str) -> bytes:
-        process = await asyncio.create_subprocess_exec(
-            "git", *args, cwd=cwd, env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            stdout, stderr = await process.communicate()
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-        if process.returncode != 0:
-            last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-            raise IndexConfigError(f"{index_url}: git {args[0]} failed: {last[0]}")
+        async with spawn(("git", *args), env=env, cwd=cwd) as child:
+            stdout = await child.output()
+            status, last = await child.exit_detail()
+        if status != 0:
+            raise IndexConfigError(f"{index_url}: git {args[0]} failed: {last or f'status {status}'}")
         return stdout
 
     with tempfile.TemporaryDirectory(prefix="cargo-vouch-index-") as scratch:

@@ -64,15 +64,13 @@ class Token:
     operation_independent: bool = True
 
 
-@dataclass(frozen=True)
 class ProviderError(Exception):
     """An `Err` answer, or our own failure to get one (kind "other")."""
 
-    kind: ErrorKind
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
 
 
 def parse_hello(line: bytes) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from addon.children import Child, spawn
 from addon.config import RegistryConfig
 from addon.protocol import (
     CredentialRequest,
@@ -73,55 +74,42 @@ class ExternalProvider:
             operation_fields=dict(query.fields),
         )
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as exc:
-            raise ProviderError("other", f"cannot start `{self.description}`: {exc.strerror}") from None
-        try:
-            return await asyncio.wait_for(
-                self._exchange(process, request), timeout=self.registry.provider_timeout
-            )
-        except TimeoutError:
+            async with spawn(self.argv, stdin=True, echo_prefix=f"[{self.argv[0]}] ") as child:
+                return await asyncio.wait_for(self._exchange(child, request), self.registry.provider_timeout)
+        except TimeoutError:  # before OSError, of which it is a subclass
             raise ProviderError(
                 "other",
                 f"`{self.description}` did not answer within {self.registry.provider_timeout:g} s",
             ) from None
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
+        except OSError as exc:
+            raise ProviderError("other", f"cannot start `{self.description}`: {exc.strerror or exc}") from None
 
-    async def _exchange(self, process: asyncio.subprocess.Process, request: CredentialRequest) -> Token:
-        assert process.stdin and process.stdout and process.stderr
+    async def _exchange(self, child: Child, request: CredentialRequest) -> Token:
+        stdin, stdout = child.process.stdin, child.process.stdout
+        assert stdin and stdout
         try:
-            parse_hello(await self._read_line(process))
-            process.stdin.write(request.to_line())
-            await process.stdin.drain()
-            token = parse_response(await self._read_line(process))
+            parse_hello(await self._read_line(child))
+            stdin.write(request.to_line())
+            await stdin.drain()
+            token = parse_response(await self._read_line(child))
         except ProtocolError as exc:
             raise ProviderError("other", f"`{self.description}` broke the protocol: {exc}") from None
         except (BrokenPipeError, ConnectionResetError):
-            raise ProviderError("other", await self._crash_message(process)) from None
-        process.stdin.close()
-        await process.wait()
+            raise ProviderError("other", await self._crash_message(child)) from None
+        stdin.close()  # Cargo's signal that no other request follows
+        await child.process.wait()
         return token
 
-    async def _read_line(self, process: asyncio.subprocess.Process) -> bytes:
-        assert process.stdout
-        line = await process.stdout.readline()
+    async def _read_line(self, child: Child) -> bytes:
+        assert child.process.stdout
+        line = await child.process.stdout.readline()
         if not line:
-            raise ProviderError("other", await self._crash_message(process))
+            raise ProviderError("other", await self._crash_message(child))
         return line
 
-    async def _crash_message(self, process: asyncio.subprocess.Process) -> str:
-        assert process.stderr
-        stderr = (await process.stderr.read()).decode("utf-8", "replace").strip()
-        status = await process.wait()
-        detail = f": {stderr.splitlines()[-1]}" if stderr else ""
+    async def _crash_message(self, child: Child) -> str:
+        status, last = await child.exit_detail()
+        detail = f": {last}" if last else ""
         return f"`{self.description}` exited with status {status} before answering{detail}"
 
 
@@ -169,30 +157,17 @@ class TokenFromStdoutProvider:
             "CARGO_REGISTRY_NAME_OPT": self.registry.name,
         }
         try:
-            process = await asyncio.create_subprocess_exec(
-                *self.argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-            )
-        except OSError as exc:
-            raise ProviderError("other", f"cannot start `{self.argv[0]}`: {exc.strerror}") from None
-        try:
-            stdout, stderr = await asyncio.wait_for(
-                process.communicate(), timeout=self.registry.provider_timeout
-            )
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+            async with spawn(self.argv, env=env, echo_prefix=f"[{self.argv[0]}] ") as child:
+                stdout = await asyncio.wait_for(child.output(), self.registry.provider_timeout)
+                status, last = await child.exit_detail()
+        except TimeoutError:  # before OSError, of which it is a subclass
             raise ProviderError(
                 "other", f"`{self.argv[0]}` did not finish within {self.registry.provider_timeout:g} s"
             ) from None
-        if process.returncode != 0:
-            last = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-            raise ProviderError(
-                "other", f"`{self.argv[0]}` exited with status {process.returncode}: {last[0]}".rstrip(": ")
-            )
+        except OSError as exc:
+            raise ProviderError("other", f"cannot start `{self.argv[0]}`: {exc.strerror or exc}") from None
+        if status != 0:
+            raise ProviderError("other", f"`{self.argv[0]}` exited with status {status}" + (f": {last}" if last else ""))
         token = stdout.decode("utf-8", "replace").splitlines()[:1]
         if not token or not token[0].strip():
             raise ProviderError("other", f"`{self.argv[0]}` printed no token")

@@ -250,3 +250,37 @@ async def test_tokens_that_cannot_be_a_header_value_are_refused(scripted, token)
     provider, _, _ = scripted(ok(token=token))
     with pytest.raises(ProviderError, match="characters an HTTP header cannot carry"):
         await TokenCache().get("corp", provider, TokenQuery())
+
+
+async def test_chatty_provider_stderr_neither_blocks_nor_hides(tmp_path, capfd):
+    """Cargo lets a provider's stderr through (prompts, notices); 1 MiB of it must not
+    stall the exchange on a full pipe."""
+    script = tmp_path / "chatty"
+    script.write_text(
+        "import json, sys\n"
+        "sys.stderr.write('x' * (1 << 20) + '\\ntouch your security key\\n'); sys.stderr.flush()\n"
+        "print(json.dumps({'v': [1]}), flush=True); sys.stdin.readline()\n"
+        "print(json.dumps({'Ok': {'kind': 'get', 'token': 't', 'cache': 'session'}}), flush=True)\n"
+    )
+    registry = RegistryConfig(name="corp", index="https://x/i.git", credential_provider=(sys.executable, str(script)),
+                              provider_timeout=10)
+    token = await provider_for(registry).get(TokenQuery())
+    assert token.value == "t"
+    assert "touch your security key" in capfd.readouterr().err
+
+
+async def test_cancelled_request_leaves_no_provider_running(tmp_path):
+    pidfile = tmp_path / "pid"
+    script = tmp_path / "slow"
+    script.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 60\n")
+    script.chmod(0o755)
+    registry = RegistryConfig(name="corp", index="https://x/i.git",
+                              credential_provider=("cargo:token-from-stdout", str(script)))
+    task = asyncio.ensure_future(provider_for(registry).get(TokenQuery()))
+    while not pidfile.exists() or not pidfile.read_text().strip():
+        await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    pid = int(pidfile.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
