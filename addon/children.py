@@ -14,7 +14,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-
 #: Longer stderr lines are cut: they are for people to read.
 MAX_LINE = 4096
 
