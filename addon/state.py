@@ -90,7 +90,12 @@ class VouchState:
         self.learned_from(registry, data)
 
     def learned_from(self, registry: RegistryRoutes, data: dict[str, object]) -> None:
-        for problem in registry.learn(data):
+        """Adopt config.json; report only what changed (Cargo fetches it on every run)."""
+        before = (registry.learned, registry.dl, registry.api)
+        problems = registry.learn(data)
+        if before == (True, registry.dl, registry.api):
+            return
+        for problem in problems:
             logger.warning(f"{registry.name}: {problem}")
         assert self.config is not None
         for prefix in (registry.dl, registry.api):

@@ -326,3 +326,13 @@ def test_sslkeylogfile_stops_the_proxy(proxy, isolated_home, caplog, monkeypatch
     tctx, state, _, _ = proxy(SPARSE_CONFIG)
     assert "SSLKEYLOGFILE is set" in caplog.text
     assert tctx.options.server is False
+
+
+async def test_config_json_is_reported_once_not_on_every_cargo_run(proxy, vouch_session, caplog):
+    caplog.set_level("INFO")
+    tctx, state, _, _ = proxy(SPARSE_CONFIG)
+    registry = state.router.registries[0]
+    for _ in range(3):
+        state.learned_from(registry, {"dl": "https://files.corp.example/crates"})
+    assert caplog.text.count("which the CA does not cover") == 1
+    assert caplog.text.count("dl=https://files.corp.example:443/crates/") == 1
