@@ -220,16 +220,13 @@ async def test_stray_output_is_never_quoted_in_the_error(tmp_path):
     assert "opaque-secret" not in info.value.message
 
 
-async def test_never_token_is_not_shared_between_concurrent_requests(scripted, tmp_path, monkeypatch):
-    counter = tmp_path / "n"
-    script = tmp_path / "numbered"
+async def test_never_token_is_not_shared_between_concurrent_requests(tmp_path):
+    script = tmp_path / "one-use"
     script.write_text(
-        "import json, sys, time\n"
-        f"p = {str(counter)!r}\n"
-        "n = int(open(p).read()) + 1 if __import__('os').path.exists(p) else 1\n"
-        "open(p, 'w').write(str(n))\n"
+        "import json, os, sys, time\n"
         "print(json.dumps({'v': [1]}), flush=True); sys.stdin.readline(); time.sleep(0.3)\n"
-        "print(json.dumps({'Ok': {'kind': 'get', 'token': f't{n}', 'cache': 'never', 'operation_independent': True}}), flush=True)\n"
+        "token = f't{os.getpid()}'  # a different token from every provider run\n"
+        "print(json.dumps({'Ok': {'kind': 'get', 'token': token, 'cache': 'never', 'operation_independent': True}}), flush=True)\n"
     )
     registry = RegistryConfig(name="corp", index="https://x/i.git", credential_provider=(sys.executable, str(script)))
     cache = TokenCache()
