@@ -15,7 +15,7 @@ from mitmproxy.addonmanager import Loader
 from addon import paths
 from addon.config import ConfigError, is_loopback, load_config, registry_hosts
 from addon.state import VouchState
-from ca.authority import ensure_ca, system_roots, write_atomic
+from ca.authority import ensure_ca, system_roots, write_if_changed
 
 logger = logging.getLogger("cargo-vouch")
 
@@ -29,8 +29,7 @@ def write_upstream_bundle(extra_ca: Path | None) -> Path:
     data = system_roots().read_bytes()
     if extra_ca is not None:
         data += b"\n" + extra_ca.read_bytes()
-    if not bundle.exists() or bundle.read_bytes() != data:
-        write_atomic(bundle, data, mode=0o644)
+    write_if_changed(bundle, data, mode=0o644)
     return bundle
 
 

@@ -79,8 +79,7 @@ def system_roots() -> Path:
 def write_cainfo_bundle(files: CaFiles, cert: x509.Certificate) -> None:
     """Rewritten at every start, so updates of the system roots reach Cargo too."""
     data = cert.public_bytes(serialization.Encoding.PEM) + b"\n" + system_roots().read_bytes()
-    if not files.cert.exists() or files.cert.read_bytes() != data:
-        write_atomic(files.cert, data, mode=0o644)
+    write_if_changed(files.cert, data, mode=0o644)
 
 
 def needs_reissue(files: CaFiles, hosts: set[str], now: datetime.datetime | None = None) -> str | None:
@@ -184,7 +183,12 @@ def _name_constraints(hosts: set[str]) -> x509.NameConstraints:
 
 
 def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """Replace `path` so readers see the old file or the new one, never half of one.
+
+    The mode is set before any byte is written, so a key is never readable by others.
+    The project's one such primitive: setup's config edits use it too.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
@@ -195,3 +199,19 @@ def write_atomic(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a crash
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+def write_if_changed(path: Path, data: bytes, mode: int) -> None:
+    """For files derived at every start (bundles): no write when nothing changed."""
+    if not path.exists() or path.read_bytes() != data:
+        write_atomic(path, data, mode)

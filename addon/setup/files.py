@@ -4,41 +4,21 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
+
+from ca.authority import write_atomic as ca_write_atomic
 
 
 def write_atomic(path: Path, data: bytes, new_mode: int | None = None) -> None:
-    """Replace `path` with `data` so readers see the old or the new file, never half of one.
-
-    The mode of an existing file is kept; a symlink is followed so the link itself survives.
-    """
+    """Replace `path` atomically (ca.authority.write_atomic), as the user would expect of
+    an edit: the mode of an existing file is kept, and a symlink is followed so the link
+    itself survives."""
     real = path.resolve() if path.is_symlink() else path
     try:
         mode = stat.S_IMODE(real.stat().st_mode)
     except FileNotFoundError:
         mode = new_mode if new_mode is not None else 0o666 & ~_umask()
-    fd, tmp = tempfile.mkstemp(dir=real.parent, prefix=f".{real.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, real)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(real.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    ca_write_atomic(real, data, mode)
 
 
 def _umask() -> int:
