@@ -34,11 +34,10 @@ def parse_index_config(body: bytes, where: str) -> dict[str, object]:
     return data
 
 
-def without_auth_required(body: bytes) -> bytes:
+def without_auth_required(data: dict[str, object]) -> bytes:
     """config.json as handed to Cargo: the proxy authenticates, so Cargo must not try."""
-    data = json.loads(body)
-    data.pop("auth-required", None)
-    return json.dumps(data, indent=2).encode() + b"\n"
+    kept = {key: value for key, value in data.items() if key != "auth-required"}
+    return json.dumps(kept, indent=2).encode() + b"\n"
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):

@@ -90,13 +90,11 @@ class TokenInjector:
     async def _requestheaders(self, flow: http.HTTPFlow, match: Match) -> None:
         registry = match.registry
         if match.operation.is_write and not registry.config.allow_publish:
-            flow.response = plain_refusal(
+            self._refuse(
+                flow,
+                match,
                 f"cargo-vouch: {match.operation.value} to registry '{registry.name}' is refused: "
-                f"set allow-publish = true in [registries.{registry.name}] of the cargo-vouch config to allow it"
-            )
-            logger.warning(
-                f"{registry.name} {flow.request.method} {flow.request.path} {match.operation.value}: "
-                "refused (allow-publish is false)"
+                f"set allow-publish = true in [registries.{registry.name}] of the cargo-vouch config to allow it",
             )
             return
         if match.operation is Operation.PUBLISH:
@@ -139,8 +137,12 @@ class TokenInjector:
             f"cargo-vouch: internal error ({type(exc).__name__}) on a request for registry "
             f"'{match.registry.name}'; nothing was sent to the registry"
         )
+        self._refuse(flow, match, message, level=logging.ERROR)
+
+    def _refuse(self, flow: http.HTTPFlow, match: Match, message: str, level: int = logging.WARNING) -> None:
+        """Answer the request ourselves, in a form its client prints, and log the same line."""
         flow.response = refusal_for(flow.request, message)
-        logger.error(f"{match.registry.name} {flow.request.method} {flow.request.path}: {message}")
+        logger.log(level, f"{match.registry.name} {flow.request.method} {flow.request.path}: {message}")
 
     async def _authorize(self, flow: http.HTTPFlow, match: Match, query: TokenQuery) -> None:
         registry = match.registry
@@ -151,8 +153,7 @@ class TokenInjector:
             message = f"cargo-vouch: no token for registry '{registry.name}' from {provider.description}: {exc.message}"
             if exc.kind == "not-found" and provider.login_hint not in message:
                 message += f" ({provider.login_hint})"
-            flow.response = refusal_for(flow.request, message)
-            logger.warning(f"{registry.name} {flow.request.method} {flow.request.path}: {message}")
+            self._refuse(flow, match, message)
             return
         flow.request.headers["Authorization"] = self.state.authorization(registry, issued)
         self._authenticated[flow.id] = Authenticated(flow, match, issued, time.monotonic())
@@ -205,7 +206,7 @@ class TokenInjector:
             logger.warning(str(exc))
             return
         self.state.learned_from(registry, data)
-        flow.response.set_content(without_auth_required(body))
+        flow.response.set_content(without_auth_required(data))
         flow.response.headers.pop("ETag", None)
 
     def _log(self, flow: http.HTTPFlow, done: Authenticated, outcome: str) -> None:

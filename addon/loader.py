@@ -87,7 +87,6 @@ class ConfigLoader:
                         f"{name} is set: mitmproxy would write TLS session keys to a file, and with them "
                         "every token could be read from a capture; unset it"
                     )
-        if "vouch_config" in updated:
             self._load()
         if "listen_host" in updated and not is_loopback(ctx.options.listen_host):
             raise ConfigError(

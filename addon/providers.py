@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from addon.cargo_config import env_name
 from addon.children import Child, spawn
 from addon.config import RegistryConfig
 from addon.protocol import (
@@ -51,10 +52,6 @@ def provider_for(registry: RegistryConfig) -> Provider:
     if argv[0] == "cargo:token-from-stdout":
         return TokenFromStdoutProvider(registry, argv[1:])
     return ExternalProvider(registry, argv)
-
-
-def _registry_env_name(name: str) -> str:
-    return name.upper().replace("-", "_")
 
 
 class ExternalProvider:
@@ -118,7 +115,7 @@ class CargoTokenProvider:
 
     def __init__(self, registry: RegistryConfig) -> None:
         self.registry = registry
-        self.env_var = f"CARGO_REGISTRIES_{_registry_env_name(registry.name)}_TOKEN"
+        self.env_var = env_name(f"registries.{registry.name}.token")
         self.description = "cargo:token"
         self.login_hint = f"set {self.env_var} or run 'cargo login --registry {registry.name}'"
 
