@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives import hashes
 
 from addon import paths, setup
 from addon.config import ConfigError, ListenAddress, load_config, parse_listen, registry_hosts
-from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts
+from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts, secure_directory
 
 ADDON_SCRIPT = Path(__file__).resolve().parent / "vouch_addon.py"
 
@@ -62,7 +62,7 @@ def cmd_ca(args: argparse.Namespace) -> int:
         files, reason = ensure_ca(paths.ca_dir(), hosts)
         print(f"{files.cert} ({'issued: ' + reason if reason else 'already current'})")
     elif args.ca_command == "rotate":
-        ensure_ca(paths.ca_dir(), hosts)
+        secure_directory(files.directory)  # issuing a fresh key once, not twice on a first run
         issue_ca(files, hosts)
         print(f"{files.cert} (new key; Cargo picks it up through the same cainfo path)")
     else:  # show
