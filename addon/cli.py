@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 
-from addon import paths, setup
+from addon import paths, run, setup
 from addon.config import ConfigError, ListenAddress, load_config, parse_listen, registry_hosts
 from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts, secure_directory
 
@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     proxy.add_argument("--listen", help=f"loopback HOST:PORT (default: [proxy] listen, else {paths.DEFAULT_LISTEN})")
     proxy.set_defaults(func=cmd_proxy)
 
+    run.add_parser(commands)
     setup.add_parser(commands)
 
     ca = commands.add_parser("ca", help="the dedicated CA Cargo trusts for registry hosts")

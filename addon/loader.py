@@ -44,10 +44,14 @@ class ConfigLoader:
         # mitmproxy 12 binds its servers before a script's option changes reach them (11
         # does not): if they listen anywhere but the configured loopback address, rebind.
         proxyserver = ctx.master.addons.get("proxyserver")
-        wanted = (ctx.options.listen_host, ctx.options.listen_port)
+        want_host, want_port = ctx.options.listen_host, ctx.options.listen_port
         bound = {addr[:2] for addr in proxyserver.listen_addrs()} if proxyserver else set()
-        if ctx.options.server and any(not is_loopback(host) or port != wanted[1] for host, port in bound):
-            logger.info(f"cargo-vouch: moving the proxy to {wanted[0]}:{wanted[1]}")
+        misplaced = [
+            (host, port) for host, port in bound
+            if not is_loopback(host) or want_port not in (0, port)  # 0: any free port will do
+        ]
+        if ctx.options.server and misplaced:
+            logger.info(f"cargo-vouch: moving the proxy to {want_host}:{want_port}")
             ctx.options.update(server=False)
             ctx.options.update(server=True)
 

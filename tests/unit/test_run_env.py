@@ -1,0 +1,49 @@
+"""What `cargo vouch run` tells CMD, decided from the config alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from addon.config import parse_config
+from addon.run import ChildSettings, child_environment, exit_status
+
+SETTINGS = ChildSettings(proxy_url="http://cargo-vouch:pw@127.0.0.1:4000", cainfo="/ca/cert.pem")
+
+
+def config(**indexes: str):  # type: ignore[no-untyped-def]
+    data = {"registries": {name: {"index": index} for name, index in indexes.items()}}
+    return parse_config(data, Path("/cfg/config.toml"))
+
+
+def test_git_settings_are_scoped_to_git_indexes_and_appended_after_the_callers() -> None:
+    cfg = config(corp="https://git.corp.example/index.git", fast="sparse+https://cargo.corp.example/index/")
+    base = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "user.name", "GIT_CONFIG_VALUE_0": "ci"}
+    env, _ = child_environment(base, cfg, SETTINGS)
+    assert env["GIT_CONFIG_COUNT"] == "3"
+    assert env["GIT_CONFIG_KEY_0"] == "user.name"
+    assert env["GIT_CONFIG_KEY_1"] == "http.https://git.corp.example/index.git.proxy"
+    assert env["GIT_CONFIG_VALUE_1"] == SETTINGS.proxy_url
+    assert env["GIT_CONFIG_KEY_2"] == "http.https://git.corp.example/index.git.sslCAInfo"
+    assert "cargo.corp.example" not in "".join(v for k, v in env.items() if k.startswith("GIT_CONFIG_KEY"))
+
+
+def test_placeholder_token_only_where_unset() -> None:
+    cfg = config(corp="sparse+https://a.example/i/", other_reg="sparse+https://b.example/i/")
+    env, _ = child_environment({"CARGO_REGISTRIES_CORP_TOKEN": "mine"}, cfg, SETTINGS)
+    assert env["CARGO_REGISTRIES_CORP_TOKEN"] == "mine"
+    assert env["CARGO_REGISTRIES_OTHER_REG_TOKEN"] == "cargo-vouch"
+    assert env["CARGO_HTTP_PROXY"] == SETTINGS.proxy_url and env["CARGO_HTTP_CAINFO"] == "/ca/cert.pem"
+
+
+def test_registry_hosts_are_taken_out_of_no_proxy_with_a_note() -> None:
+    cfg = config(corp="sparse+https://cargo.corp.example/index/")
+    env, notes = child_environment({"NO_PROXY": "localhost,.corp.example,10.0.0.1"}, cfg, SETTINGS)
+    assert env["NO_PROXY"] == "localhost,10.0.0.1"
+    assert notes == ["NO_PROXY: registry hosts taken out for CMD, so their requests go through the proxy"]
+    untouched, notes = child_environment({"no_proxy": "localhost"}, cfg, SETTINGS)
+    assert untouched["no_proxy"] == "localhost" and notes == []
+
+
+def test_exit_status_follows_the_shell_convention() -> None:
+    assert exit_status(7) == 7
+    assert exit_status(-15) == 143
