@@ -63,19 +63,17 @@ def child_environment(
         env["GIT_CONFIG_COUNT"] = str(count + len(git_settings))
 
     for name in config.registries:
-        variable = env_name(f"registries.{name}.token")
-        if not env.get(variable):
-            env[variable] = PLACEHOLDER_TOKEN
+        token_variable = env_name(f"registries.{name}.token")
+        if not env.get(token_variable):
+            env[token_variable] = PLACEHOLDER_TOKEN
 
     # curl honours NO_PROXY even with an explicit proxy: a registry host listed there
     # would be reached directly, without a token.
     hosts = registry_hosts(config)
     for variable in ("NO_PROXY", "no_proxy"):
-        value = env.get(variable)
-        if not value:
-            continue
-        kept = [entry for entry in value.split(",") if not any(no_proxy_covers(entry, h) for h in hosts)]
-        if len(kept) != len(value.split(",")):
+        entries = env.get(variable, "").split(",")
+        kept = [entry for entry in entries if not any(no_proxy_covers(entry, host) for host in hosts)]
+        if len(kept) != len(entries):
             env[variable] = ",".join(kept)
             notes.append(f"{variable}: registry hosts taken out for CMD, so their requests go through the proxy")
     return env, notes
