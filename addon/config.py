@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from addon import paths
 
 
@@ -39,7 +43,18 @@ _REGISTRY_KEYS = {
     "allow-publish",
     "touch",
     "provider-timeout",
+    "client-credentials",
 }
+_CLIENT_CREDENTIALS_KEYS = {
+    "issuer",
+    "client-id",
+    "client-secret-env",
+    "private-key",
+    "key-id",
+    "audience",
+    "scope",
+}
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,25 @@ class ListenAddress:
 
 
 @dataclass(frozen=True)
+class ClientCredentialsConfig:
+    """`[registries.NAME.client-credentials]`: the OAuth client-credentials grant, for CI.
+
+    Holds where the secret is, never the secret: the client secret stays in the
+    environment until the moment it is sent, and the private key in its file.
+    Exactly one of `client_secret_env` (client_secret_basic) and `private_key`
+    (private_key_jwt, RFC 7523) is set.
+    """
+
+    issuer: str
+    client_id: str
+    audience: str
+    client_secret_env: str | None = None
+    private_key: Path | None = None
+    key_id: str | None = None
+    scope: str | None = None
+
+
+@dataclass(frozen=True)
 class RegistryConfig:
     name: str
     index: str
@@ -60,6 +94,9 @@ class RegistryConfig:
     prefixes: tuple[str, ...] = ()
     allow_publish: bool = False
     provider_timeout: float = DEFAULT_PROVIDER_TIMEOUT
+    #: Set when the registry's tokens come from the client-credentials grant instead of
+    #: `credential_provider` (which then keeps its unused default).
+    client_credentials: ClientCredentialsConfig | None = None
 
     @property
     def is_sparse(self) -> bool:
@@ -230,11 +267,11 @@ def parse_config(data: dict[str, object], path: Path) -> VouchConfig:
     for name, table in registries_table.items():
         if not isinstance(table, dict):
             raise fail(f"registries.{name}", "must be a table")
-        registries[name] = _parse_registry(name, table, fail)
+        registries[name] = _parse_registry(name, table, fail, path.parent)
     return VouchConfig(path=path, proxy=ProxyConfig(listen, upstream_ca), registries=registries)
 
 
-def _parse_registry(name: str, table: dict[str, object], fail) -> RegistryConfig:  # type: ignore[no-untyped-def]
+def _parse_registry(name: str, table: dict[str, object], fail, base: Path) -> RegistryConfig:  # type: ignore[no-untyped-def]
     where = f"registries.{name}"
     if not REGISTRY_NAME.fullmatch(name):
         raise fail(where, "a registry name is letters, digits, '-' and '_' (as in Cargo)")
@@ -283,6 +320,17 @@ def _parse_registry(name: str, table: dict[str, object], fail) -> RegistryConfig
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
         raise fail(f"{where}.provider-timeout", "must be a positive, finite number of seconds")
 
+    client_credentials: ClientCredentialsConfig | None = None
+    if "client-credentials" in table:
+        if "credential-provider" in table:
+            raise fail(
+                f"{where}.client-credentials",
+                "cannot be combined with credential-provider (a registry has one provider); remove one of them",
+            )
+        client_credentials = _parse_client_credentials(
+            f"{where}.client-credentials", table["client-credentials"], index.removeprefix("sparse+"), fail, base
+        )
+
     return RegistryConfig(
         name=name,
         index=index,
@@ -291,4 +339,95 @@ def _parse_registry(name: str, table: dict[str, object], fail) -> RegistryConfig
         prefixes=tuple(prefixes),
         allow_publish=flags["allow-publish"],
         provider_timeout=float(timeout),
+        client_credentials=client_credentials,
     )
+
+
+def _parse_client_credentials(  # type: ignore[no-untyped-def]
+    where: str, table: object, default_audience: str, fail, base: Path
+) -> ClientCredentialsConfig:
+    if not isinstance(table, dict):
+        raise fail(where, "must be a table with issuer, client-id and client-secret-env or private-key")
+    for key in table:
+        if key not in _CLIENT_CREDENTIALS_KEYS:
+            raise fail(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(_CLIENT_CREDENTIALS_KEYS))})")
+
+    def text(key: str, what: str, required: bool = False) -> str | None:
+        value = table.get(key)
+        if value is None:
+            if required:
+                raise fail(f"{where}.{key}", f"missing; set it to {what}")
+            return None
+        # Printable ASCII: each of these ends up in an HTTP header or a form body.
+        if not isinstance(value, str) or not value or not is_header_safe(value):
+            raise fail(f"{where}.{key}", f"must be a non-empty string of printable ASCII: {what}")
+        return value
+
+    issuer = text("issuer", "the Vouch server's https URL, e.g. \"https://vouch.corp.example\"", required=True)
+    assert issuer is not None
+    problem = https_url_problem(issuer)
+    if problem:
+        raise fail(f"{where}.issuer", problem)
+    client_id = text("client-id", "the OAuth client id registered for this CI", required=True)
+    assert client_id is not None
+    audience = text("audience", "what the token is for (default: the index URL)") or default_audience
+    scope = text("scope", "space-separated OAuth scopes")
+    key_id = text("key-id", "the `kid` the server knows the client's public key by")
+
+    secret_env = text("client-secret-env", "the name of the environment variable that holds the client secret")
+    if secret_env is not None and not _ENV_NAME.fullmatch(secret_env):
+        raise fail(f"{where}.client-secret-env", f"'{secret_env}' is not an environment variable name")
+    key_value = text("private-key", "the path of a PEM private key (EC P-256 or RSA)")
+    if (secret_env is None) == (key_value is None):
+        raise fail(
+            where,
+            "set exactly one of client-secret-env (client_secret_basic) and private-key (private_key_jwt)",
+        )
+    private_key: Path | None = None
+    if key_value is not None:
+        private_key = (base / Path(key_value).expanduser()).resolve()
+        problem = private_key_problem(private_key)
+        if problem:
+            raise fail(f"{where}.private-key", problem)
+    elif key_id is not None:
+        raise fail(f"{where}.key-id", "only goes with private-key; remove it or use private-key")
+
+    return ClientCredentialsConfig(
+        issuer=issuer,
+        client_id=client_id,
+        audience=audience,
+        client_secret_env=secret_env,
+        private_key=private_key,
+        key_id=key_id,
+        scope=scope,
+    )
+
+
+def load_private_key(path: Path) -> tuple[ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, str]:
+    """The signing key of private_key_jwt and its JWS algorithm: ES256 for EC P-256,
+    RS256 for RSA (2048 bits or more), the two every OAuth server supports.
+    Raises ValueError with the reason, OSError when the file cannot be read."""
+    data = path.read_bytes()
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except TypeError:
+        raise ValueError(f"{path}: the key is encrypted; a CI key has no passphrase (protect the file instead)") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError(f"{path}: not a PEM private key") from None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return key, "ES256"
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
+        return key, "RS256"
+    raise ValueError(f"{path}: neither an EC P-256 key nor an RSA key of 2048 bits or more")
+
+
+def private_key_problem(path: Path) -> str | None:
+    if not path.is_file():
+        return f"{path}: no such file"
+    try:
+        load_private_key(path)
+    except OSError as exc:
+        return f"{path}: cannot read: {exc.strerror or exc}"
+    except ValueError as exc:
+        return str(exc)
+    return None

@@ -16,6 +16,7 @@ from typing import Protocol
 
 from addon.cargo_config import env_name
 from addon.children import Child, spawn
+from addon.client_credentials import ClientCredentialsProvider
 from addon.config import RegistryConfig
 from addon.protocol import (
     CredentialRequest,
@@ -45,7 +46,11 @@ class Provider(Protocol):
     async def get(self, query: TokenQuery) -> Token: ...
 
 
-def provider_for(registry: RegistryConfig) -> Provider:
+def provider_for(registry: RegistryConfig, upstream_ca: Path | None = None) -> Provider:
+    """`upstream_ca` is `[proxy] upstream-ca`: providers that speak HTTPS themselves
+    trust what the proxy trusts for registries, the system's roots plus that bundle."""
+    if registry.client_credentials is not None:
+        return ClientCredentialsProvider(registry, upstream_ca)
     argv = registry.credential_provider
     if argv[0] == "cargo:token":
         return CargoTokenProvider(registry)

@@ -33,7 +33,7 @@ class VouchState:
         registries = list(config.registries.values())
         self.config = config
         self.router = Router(registries)
-        self.providers = {r.name: provider_for(r) for r in registries}
+        self.providers = {r.name: provider_for(r, config.proxy.upstream_ca) for r in registries}
         self.cache = TokenCache()
         self.upstream_bundle = upstream_bundle
         self._learning = {}

@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from addon.config import ConfigError, load_config
+from addon.config import ClientCredentialsConfig, ConfigError, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -102,3 +104,103 @@ def test_upstream_ca_must_be_pem(tmp_path):
     path = write(tmp_path, f'[proxy]\nupstream-ca = "{bogus}"\n')
     with pytest.raises(ConfigError, match="proxy.upstream-ca: .* not a PEM bundle"):
         load_config(path)
+
+
+CC_BASE = '[registries.corp]\nindex = "sparse+https://cargo.corp.example/index/"\n'
+
+
+def test_client_credentials_with_a_secret(tmp_path):
+    path = write(
+        tmp_path,
+        CC_BASE + '[registries.corp.client-credentials]\nissuer = "https://vouch.corp.example"\n'
+        'client-id = "ci-builder"\nclient-secret-env = "VOUCH_CLIENT_SECRET"\n',
+    )
+    cc = load_config(path).registries["corp"].client_credentials
+    assert cc == ClientCredentialsConfig(
+        issuer="https://vouch.corp.example",
+        client_id="ci-builder",
+        audience="https://cargo.corp.example/index/",  # the index URL without "sparse+"
+        client_secret_env="VOUCH_CLIENT_SECRET",
+    )
+
+
+def test_client_credentials_with_a_private_key(tmp_path):
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "ci.pem").write_bytes(
+        ec.generate_private_key(ec.SECP256R1()).private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    path = write(
+        tmp_path,
+        CC_BASE + '[registries.corp.client-credentials]\nissuer = "https://vouch.corp.example/"\n'
+        'client-id = "ci-builder"\nprivate-key = "keys/ci.pem"\nkey-id = "k1"\n'
+        'audience = "urn:corp:cargo"\nscope = "cargo:read"\n',
+    )
+    cc = load_config(path).registries["corp"].client_credentials
+    assert cc is not None
+    assert cc.private_key == keys / "ci.pem"  # relative to the config file's directory
+    assert (cc.client_secret_env, cc.key_id, cc.audience, cc.scope) == (None, "k1", "urn:corp:cargo", "cargo:read")
+
+
+def test_registries_without_the_table_have_none(tmp_path):
+    assert load_config(write(tmp_path, CC_BASE)).registries["corp"].client_credentials is None
+
+
+CC = "[registries.corp.client-credentials]\n"
+GOOD = 'issuer = "https://vouch.corp.example"\nclient-id = "ci"\n'
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        (CC + GOOD + 'client-secret-env = "S"\nclient-secret = "x"\n', "client-credentials.client-secret: unknown key"),
+        (CC + GOOD + 'client-secret-env = "S"\nprivate-key = "k.pem"\n', "set exactly one of client-secret-env"),
+        (CC + GOOD, "registries.corp.client-credentials: set exactly one of client-secret-env"),
+        ('credential-provider = "cargo:token"\n' + CC + GOOD + 'client-secret-env = "S"\n', "cannot be combined with credential-provider"),
+        (CC + 'issuer = "http://vouch.corp.example"\nclient-id = "ci"\nclient-secret-env = "S"\n', "client-credentials.issuer: 'http://vouch.corp.example' is not an https URL"),
+        (CC + 'client-id = "ci"\nclient-secret-env = "S"\n', "client-credentials.issuer: missing"),
+        (CC + 'issuer = "https://v.example"\nclient-secret-env = "S"\n', "client-credentials.client-id: missing"),
+        (CC + GOOD + 'client-secret-env = "MY-SECRET"\n', "'MY-SECRET' is not an environment variable name"),
+        (CC + GOOD + 'client-secret-env = "S"\nkey-id = "k"\n', "client-credentials.key-id: only goes with private-key"),
+        (CC + GOOD + 'client-secret-env = "S"\nscope = 3\n', "client-credentials.scope: must be a non-empty string"),
+        (CC + GOOD + 'private-key = "missing.pem"\n', "client-credentials.private-key: {dir}/missing.pem: no such file"),
+        ("client-credentials = 1\n", "registries.corp.client-credentials: must be a table"),
+    ],
+)
+def test_client_credentials_errors(tmp_path, text, needle):
+    path = write(tmp_path, CC_BASE + text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    assert needle.format(dir=tmp_path.resolve()) in message
+
+
+@pytest.mark.parametrize(
+    "key,needle",
+    [
+        (b"not a key\n", "not a PEM private key"),
+        (
+            ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.BestAvailableEncryption(b"pass"),
+            ),
+            "the key is encrypted",
+        ),
+        (
+            ed25519.Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ),
+            "neither an EC P-256 key nor an RSA key",
+        ),
+    ],
+)
+def test_client_credentials_private_key_must_be_usable(tmp_path, key, needle):
+    (tmp_path / "ci.pem").write_bytes(key)
+    path = write(tmp_path, CC_BASE + CC + GOOD + 'private-key = "ci.pem"\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert f"registries.corp.client-credentials.private-key: {tmp_path.resolve() / 'ci.pem'}: {needle}" in str(info.value)
