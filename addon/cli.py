@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes
 
-from addon import paths, run, setup
+from addon import doctor, paths, run, setup
 from addon.config import ConfigError, ListenAddress, load_config, parse_listen, registry_hosts
 from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts, secure_directory
 
@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run.add_parser(commands)
     setup.add_parser(commands)
+    doctor.add_parser(commands)
 
     ca = commands.add_parser("ca", help="the dedicated CA Cargo trusts for registry hosts")
     ca.add_argument("ca_command", choices=["init", "path", "show", "rotate"])

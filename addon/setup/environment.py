@@ -1,39 +1,89 @@
-"""Environment variables that would override what setup writes."""
+"""Environment variables that would override what setup writes (shared with `doctor`)."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from addon import cargo_config
 
 
-def _env_warnings(registry: str, index: str, proxy: str, ca: str, git_cli: bool) -> list[str]:
-    """Variables that override what setup writes, each with what to do about it."""
+@dataclass(frozen=True)
+class EnvOverride:
+    """An environment variable that overrides what setup writes, and what to do about it.
+
+    `setup` prints it as a warning (a note when not `blocking`); `doctor` fails on it unless
+    it is not blocking. The variable's value is never part of the message: it may hold a
+    token or a proxy password.
+    """
+
+    variable: str
+    problem: str
+    fix: str
+    blocking: bool = True
+
+    @property
+    def line(self) -> str:
+        """How `setup` prints it."""
+        return f"{'warning' if self.blocking else 'note'}: {self.problem}; {self.fix}"
+
+
+def env_overrides(registry: str, index: str, proxy: str, ca: str, git_cli: bool) -> list[EnvOverride]:
+    """Variables that override what setup writes for `registry`, each with what to do about it."""
     env = os.environ
-    out: list[str] = []
+    out: list[EnvOverride] = []
     if env.get("CARGO_HTTP_PROXY", proxy) != proxy:
-        out.append(f"warning: CARGO_HTTP_PROXY is set and overrides http.proxy; unset it (or set it to {proxy})")
+        out.append(
+            EnvOverride(
+                "CARGO_HTTP_PROXY",
+                "CARGO_HTTP_PROXY is set and overrides http.proxy",
+                f"unset it (or set it to {proxy})",
+            )
+        )
     if env.get("CARGO_HTTP_CAINFO", ca) != ca:
-        out.append(f"warning: CARGO_HTTP_CAINFO is set and overrides http.cainfo; unset it (or set it to {ca})")
+        out.append(
+            EnvOverride(
+                "CARGO_HTTP_CAINFO",
+                "CARGO_HTTP_CAINFO is set and overrides http.cainfo",
+                f"unset it (or set it to {ca})",
+            )
+        )
     host = urlsplit(index.removeprefix("sparse+")).hostname or ""
     for var in ("NO_PROXY", "no_proxy"):
         if host and no_proxy_covers(env.get(var, ""), host):
-            out.append(f"warning: {var} covers {host}, so Cargo and git bypass the proxy; remove that entry from {var}")
+            out.append(
+                EnvOverride(
+                    var, f"{var} covers {host}, so Cargo and git bypass the proxy", f"remove that entry from {var}"
+                )
+            )
     if git_cli and env.get("GIT_SSL_CAINFO"):
         out.append(
-            "warning: GIT_SSL_CAINFO is set and overrides the sslCAInfo setup wrote for git; "
-            "unset it where you run cargo"
+            EnvOverride(
+                "GIT_SSL_CAINFO",
+                "GIT_SSL_CAINFO is set and overrides the sslCAInfo setup wrote for git",
+                "unset it where you run cargo",
+            )
         )
     token_var = cargo_config.env_name(f"registries.{registry}.token")
     for var in (token_var, "CARGO_REGISTRY_TOKEN"):
         if env.get(var):
             out.append(
-                f"note: {var} is set but not needed: the proxy sends a fresh token for "
-                f"'{registry}' and replaces any static one; unset it"
+                EnvOverride(
+                    var,
+                    f"{var} is set but not needed: the proxy sends a fresh token for "
+                    f"'{registry}' and replaces any static one",
+                    "unset it",
+                    blocking=False,
+                )
             )
     return out
+
+
+def _env_warnings(registry: str, index: str, proxy: str, ca: str, git_cli: bool) -> list[str]:
+    """Setup's warning and note lines for `env_overrides`."""
+    return [override.line for override in env_overrides(registry, index, proxy, ca, git_cli)]
 
 
 def no_proxy_covers(value: str, host: str) -> bool:
