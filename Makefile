@@ -31,8 +31,8 @@ else
 	@echo "python3.12 not found: skipping the mitmproxy 12 smoke"
 endif
 
-demo:
-	@echo "make demo: not yet (the demo registry lands with the demo issue); see README for manual use"
+demo: install
+	@$(PY) -m examples.demo
 
 clean:
 	rm -rf $(VENV) $(VENV312) *.egg-info

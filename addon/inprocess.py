@@ -87,6 +87,9 @@ async def start_proxy(
     `user:password`; clients without it get 407.
     """
     logging.getLogger().setLevel(logging.INFO)
+    # CMD's output is what a CI log is read for: of the proxy, show our one line per
+    # request and mitmproxy's warnings, not its per-connection chatter.
+    logging.getLogger("mitmproxy").setLevel(logging.WARNING)
     opts = options.Options()
     proxy_master = master.Master(opts)
     ready = _Ready()

@@ -21,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.cratebuild import CrateSpec
-from tests.fixtures.issuer import Issuer
-from tests.fixtures.registry import TestRegistry
-from tests.fixtures.tls import TestPki, make_test_pki
+from examples.demo.cratebuild import CrateSpec
+from examples.demo.issuer import Issuer
+from examples.demo.registry import TestRegistry
+from examples.demo.tls import TestPki, make_test_pki
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = REPO / "tests" / "fixtures" / "bin"
+VOUCH_BIN = REPO / "examples" / "demo" / "bin"  # the Vouch CLI stand-in, shared with the demo
 ADDON = REPO / "addon" / "vouch_addon.py"
 LEGACY_CARGO = Path("/usr/bin/cargo")
 LEGACY_RUSTC = Path("/usr/bin/rustc")
@@ -226,7 +227,7 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
     home = tmp_path / "home"
     home.mkdir()
     env = {
-        "PATH": f"{BIN}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": os.pathsep.join([str(VOUCH_BIN), str(BIN), str(Path(sys.executable).parent), os.environ["PATH"]]),
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
         "XDG_DATA_HOME": str(home / ".local" / "share"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.conftest import LEGACY_CARGO, LEGACY_RUSTC, World, current_cargo, needs_legacy_cargo
-from tests.fixtures.cratebuild import CrateSpec
+from examples.demo.cratebuild import CrateSpec
 
 pytestmark = pytest.mark.e2e
 

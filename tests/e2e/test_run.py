@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e.conftest import LEGACY_CARGO, LEGACY_RUSTC, REPO, World, current_cargo, needs_legacy_cargo
-from tests.fixtures.cratebuild import CrateSpec
+from examples.demo.cratebuild import CrateSpec
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.e2e.conftest import World, current_cargo
 from tests.e2e.test_cargo_builds import HELLO, assert_all_authenticated, setup_and_start
-from tests.fixtures.cratebuild import CrateSpec
+from examples.demo.cratebuild import CrateSpec
 
 pytestmark = pytest.mark.e2e
 

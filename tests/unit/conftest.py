@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.issuer import Issuer
+from examples.demo.issuer import Issuer
 
 BIN = Path(__file__).resolve().parents[1] / "fixtures" / "bin"
+VOUCH_BIN = Path(__file__).resolve().parents[2] / "examples" / "demo" / "bin"  # the Vouch CLI stand-in
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def isolated_home(tmp_path, monkeypatch):
         "VOUCH_DOUBLE_LOG": tmp_path / "vouch-calls.jsonl",
     }.items():
         monkeypatch.setenv(name, str(value))
-    monkeypatch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PATH", os.pathsep.join([str(VOUCH_BIN), str(BIN), os.environ["PATH"]]))
     monkeypatch.delenv("CARGO_VOUCH_CONFIG", raising=False)
     return home
 

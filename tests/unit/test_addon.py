@@ -236,7 +236,7 @@ def test_publish_query_names_crate_and_checksum():
     import hashlib
 
     from addon.inject import publish_query
-    from tests.fixtures.cratebuild import CrateSpec, build_crate, publish_body
+    from examples.demo.cratebuild import CrateSpec, build_crate, publish_body
 
     spec = CrateSpec("newlib", "0.2.0")
     query = publish_query(publish_body(spec))
@@ -261,7 +261,7 @@ async def test_operation_dependent_publish_asks_the_provider_with_the_checksum(p
     )
     import sys
 
-    from tests.fixtures.cratebuild import CrateSpec, publish_body
+    from examples.demo.cratebuild import CrateSpec, publish_body
 
     tctx, state, _, injector = proxy(
         SPARSE_CONFIG + f'allow-publish = true\ncredential-provider = ["{sys.executable}", "{script}"]\n'

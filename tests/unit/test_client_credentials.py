@@ -21,9 +21,9 @@ from addon.config import ClientCredentialsConfig, ConfigError, RegistryConfig, l
 from addon.protocol import ProviderError
 from addon.providers import TokenQuery, provider_for
 from addon.token_cache import EXPIRY_MARGIN_SECONDS, TokenCache
-from tests.fixtures.issuer import Issuer
+from examples.demo.issuer import Issuer
 from tests.fixtures.oauth import JWT_BEARER_ASSERTION, OAuthServer
-from tests.fixtures.tls import TestPki, make_test_pki
+from examples.demo.tls import TestPki, make_test_pki
 
 INDEX = "sparse+https://cargo.corp.example/index/"
 SECRET = "s3cret+with:odd%chars and space"

@@ -20,7 +20,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from tests.fixtures.cratebuild import (
+from examples.demo.cratebuild import (
     CrateSpec,
     build_crate,
     cksum,
@@ -28,17 +28,18 @@ from tests.fixtures.cratebuild import (
     index_relpath,
     publish_body,
 )
-from tests.fixtures.issuer import Issuer
+from examples.demo.issuer import Issuer
 from tests.fixtures.origin import TlsOrigin, peer_cert_der
-from tests.fixtures.registry import (
+from examples.demo.registry import (
     UNAUTHORIZED_BODY,
     WWW_AUTHENTICATE,
     TestRegistry,
     clean_git_env,
 )
-from tests.fixtures.tls import TestPki, make_test_pki
+from examples.demo.tls import TestPki, make_test_pki
 
 BIN = Path(__file__).resolve().parents[1] / "fixtures" / "bin"
+VOUCH_BIN = Path(__file__).resolve().parents[2] / "examples" / "demo" / "bin"
 CRATES = [CrateSpec("private-greeter", "0.1.0"), CrateSpec("abc", "1.0.0", [("private-greeter", "^0.1")])]
 
 
@@ -281,7 +282,7 @@ def run_vouch(
         **(extra_env or {}),
     }
     return subprocess.run(
-        [str(BIN / "vouch"), *argv], input=stdin, env=env, capture_output=True, text=True,
+        [str(VOUCH_BIN / "vouch"), *argv], input=stdin, env=env, capture_output=True, text=True,
         timeout=30,
     )
 
