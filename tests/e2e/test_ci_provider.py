@@ -1,0 +1,69 @@
+"""CI, where there is no YubiKey: `cargo vouch run` with the client-credentials provider,
+against a local OAuth server that checks the client's secret for real."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.conftest import World, current_cargo
+from tests.e2e.test_run import HELLO, plain_project, run_env, vouch_run
+from tests.fixtures.oauth import OAuthServer
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "ci-s3cret-for-tests"
+
+
+@pytest.fixture
+def oauth(world: World) -> Iterator[OAuthServer]:
+    with OAuthServer(world.root / "oauth", world.pki, world.issuer, expires_in=3600) as server:
+        server.add_client_secret("ci-builder", SECRET)
+        yield server
+
+
+def ci_config(world: World, oauth: OAuthServer) -> None:
+    world.write_config(
+        f'[registries.corp]\nindex = "{world.registry.sparse_index_url}"\n'
+        "[registries.corp.client-credentials]\n"
+        f'issuer = "{oauth.issuer_url}"\nclient-id = "ci-builder"\nclient-secret-env = "VOUCH_CLIENT_SECRET"\n'
+    )
+
+
+def test_build_in_run_gets_one_token_from_the_oauth_server(world: World, oauth: OAuthServer) -> None:
+    toolchain = current_cargo()
+    if toolchain is None:
+        pytest.skip("no current Cargo on PATH")
+    ci_config(world, oauth)
+    project = plain_project(world, world.registry.sparse_index_url)
+    env = {**run_env(world, *toolchain, project), "VOUCH_CLIENT_SECRET": SECRET}
+
+    result = vouch_run(world, toolchain[0], "run", "--quiet", cwd=project, env=env)
+
+    assert result.returncode == 0, result.stderr
+    assert "hello from hello 0.1.0" in result.stdout
+    seen = world.registry.requests
+    assert seen and all(r.authenticated for r in seen)
+    assert {r.subject for r in seen} == {"ci-builder"}
+    # Every request of the build (and the proxy's own config.json fetch) shared one token.
+    assert [(r.client_id, r.auth_method) for r in oauth.granted] == [("ci-builder", "client_secret_basic")]
+    assert len(seen) >= 3
+    assert world.provider_gets() == 0  # no Vouch session was asked for
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_wrong_secret_fails_the_build_with_a_clear_message(world: World, oauth: OAuthServer) -> None:
+    toolchain = current_cargo()
+    if toolchain is None:
+        pytest.skip("no current Cargo on PATH")
+    ci_config(world, oauth)
+    project = plain_project(world, world.registry.sparse_index_url)
+    env = {**run_env(world, *toolchain, project), "VOUCH_CLIENT_SECRET": "not-the-secret"}
+
+    result = vouch_run(world, toolchain[0], "build", cwd=project, env=env)
+
+    assert result.returncode != 0
+    assert "invalid_client" in result.stderr and "VOUCH_CLIENT_SECRET" in result.stderr, result.stderr
+    assert "not-the-secret" not in result.stdout + result.stderr
+    assert world.registry.requests == []
