@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from addon import doctor, paths, run, setup
@@ -64,7 +65,9 @@ def cmd_ca(args: argparse.Namespace) -> int:
     elif args.ca_command == "rotate":
         secure_directory(files.directory)  # issuing a fresh key once, not twice on a first run
         issue_ca(files, hosts)
-        print(f"{files.cert} (new key; Cargo picks it up through the same cainfo path)")
+        print(f"{files.cert}: new key and certificate for {', '.join(sorted(hosts)) or '(no registry)'}")
+        print("cargo-vouch: restart any running proxy ('cargo vouch proxy' or mitmdump) so that it signs with the "
+              "new key; Cargo's cainfo and git's sslCAInfo keep the same path, so setup need not be re-run")
     else:  # show
         cert = load_cert(files)
         if cert is None:
@@ -73,8 +76,12 @@ def cmd_ca(args: argparse.Namespace) -> int:
         fingerprint = cert.fingerprint(hashes.SHA256())
         print(f"path:        {files.cert}")
         print(f"subject:     {cert.subject.rfc4514_string()}")
-        print(f"valid until: {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
-        print(f"hosts:       {', '.join(sorted(permitted_hosts(cert))) or '(none)'}")
+        print(f"valid:       {cert.not_valid_before_utc:%Y-%m-%d %H:%M} to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+        constraints = cert.extensions.get_extension_for_class(x509.NameConstraints)
+        excluded = [str(name.value) for name in constraints.value.excluded_subtrees or []]
+        print(f"constraints: {'critical' if constraints.critical else 'NOT critical'}; "
+              f"permitted {', '.join(sorted(permitted_hosts(cert))) or '(none)'}; "
+              f"excluded {', '.join(excluded) or '(none)'}")
         print(f"sha256:      {fingerprint.hex(':')}")
     return 0
 
