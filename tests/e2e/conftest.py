@@ -139,20 +139,25 @@ class World:
             cwd=REPO, env=self.env, capture_output=True, text=True, check=check,
         )
 
-    def start_proxy(self, *extra: str) -> Proxy:
+    def start_proxy(self, *extra: str, cli: bool = False) -> Proxy:
+        """`mitmdump -s addon/vouch_addon.py` with flow and HAR dumps, or with `cli`,
+        `cargo-vouch proxy` as a user starts it."""
         log_path = self.root / "proxy.log"
         flows_path = self.root / "flows.mitm"
         har_path = self.root / "flows.har"
-        process = subprocess.Popen(
-            [
+        if cli:
+            command = [sys.executable, "-m", "addon.cli", "proxy", *extra]
+        else:
+            command = [
                 mitmdump_binary(), "-s", str(ADDON),
                 "--set", f"vouch_config={self.config_path}",
                 "--set", "flow_detail=3",  # headers in the log: the redaction must hold
                 "-w", str(flows_path),
                 "--set", f"hardump={har_path}",
                 *extra,
-            ],
-            env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            ]
+        process = subprocess.Popen(
+            command, cwd=REPO, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         proxy = Proxy(process, self.proxy_port, log_path, flows_path, har_path)
         self.proxies.append(proxy)

@@ -109,3 +109,28 @@ def test_logged_out_legacy_cargo_says_vouch_login(world: World) -> None:
     assert "vouch login" in result.stderr, result.stderr
     assert world.registry.requests == []
 
+
+
+def test_cargo_vouch_proxy_and_doctor_on_a_real_setup(world: World) -> None:
+    """The developer path of the README: setup, `cargo vouch proxy`, doctor, build."""
+    toolchain = current_cargo()
+    if toolchain is None:
+        pytest.skip("no current Cargo on PATH")
+    world.login()
+    project = world.project("app", [HELLO], world.registry.sparse_index_url)
+    world.write_config("")
+    world.cargo_vouch("setup", "--registry", "corp", "--manifest-dir", str(project),
+                      "--listen", f"127.0.0.1:{world.proxy_port}")
+    proxy = world.start_proxy(cli=True)
+
+    doctor = world.cargo_vouch("doctor", "--manifest-dir", str(project), check=False)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert f"ok   proxy: 127.0.0.1:{world.proxy_port} accepts connections" in doctor.stdout
+    assert "ok   provider corp: vouch credential cargo --: subject=alice@example.com" in doctor.stdout
+
+    result = world.cargo(*toolchain, project, "run", "--quiet")
+    assert result.returncode == 0, result.stderr + proxy.log()
+    assert_all_authenticated(world, expect_paths=["/sparse/config.json", "/dl/hello/0.1.0/download"])
+    proxy.stop()
+    assert f"cargo-vouch: proxy on http://127.0.0.1:{world.proxy_port}" in proxy.log()
+    assert "corp GET /dl/hello/0.1.0/download read sub=alice@example.com" in proxy.log()
