@@ -55,6 +55,12 @@ def child_environment(
         if not registry.is_sparse
         for key, value in (("proxy", settings.proxy_url), ("sslCAInfo", settings.cainfo))
     ]
+    if git_settings and env.get("GIT_SSL_CAINFO"):
+        # git lets GIT_SSL_CAINFO beat every sslCAInfo setting, URL-scoped ones included.
+        # As a plain http.sslCAInfo it still serves every other host, while the index's
+        # own URL-scoped setting wins there.
+        git_settings.insert(0, ("http.sslCAInfo", env.pop("GIT_SSL_CAINFO")))
+        notes.append("GIT_SSL_CAINFO: passed to git as http.sslCAInfo, so the registry's index URL can use the proxy's CA")
     if git_settings:
         count = int(env.get("GIT_CONFIG_COUNT") or 0)
         for offset, (key, value) in enumerate(git_settings):

@@ -103,8 +103,12 @@ def test_legacy_cargo_builds_from_git_index_through_run(world: World, git_cli: b
     project = plain_project(world, world.registry.git_index_url, net_cli=git_cli)
     before = tree_digest(project)
 
-    result = vouch_run(world, str(LEGACY_CARGO), "run", "--quiet", cwd=project,
-                       env=run_env(world, str(LEGACY_CARGO), str(LEGACY_RUSTC), project))
+    env = run_env(world, str(LEGACY_CARGO), str(LEGACY_RUSTC), project)
+    if git_cli:
+        # CI images often set this; git lets it beat every sslCAInfo setting.
+        env["GIT_SSL_CAINFO"] = str(world.pki.ca_cert)
+
+    result = vouch_run(world, str(LEGACY_CARGO), "run", "--quiet", cwd=project, env=env)
 
     assert result.returncode == 0, result.stderr
     assert "hello from hello 0.1.0" in result.stdout

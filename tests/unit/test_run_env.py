@@ -47,3 +47,15 @@ def test_registry_hosts_are_taken_out_of_no_proxy_with_a_note() -> None:
 def test_exit_status_follows_the_shell_convention() -> None:
     assert exit_status(7) == 7
     assert exit_status(-15) == 143
+
+
+def test_git_ssl_cainfo_becomes_a_generic_setting_the_index_url_overrides() -> None:
+    cfg = config(corp="https://git.corp.example/index.git")
+    env, notes = child_environment({"GIT_SSL_CAINFO": "/etc/corp-bundle.pem"}, cfg, SETTINGS)
+    assert "GIT_SSL_CAINFO" not in env
+    keys = {env[f"GIT_CONFIG_KEY_{n}"]: env[f"GIT_CONFIG_VALUE_{n}"] for n in range(int(env["GIT_CONFIG_COUNT"]))}
+    assert keys["http.sslCAInfo"] == "/etc/corp-bundle.pem"
+    assert keys["http.https://git.corp.example/index.git.sslCAInfo"] == "/ca/cert.pem"
+    assert notes and notes[0].startswith("GIT_SSL_CAINFO")
+    sparse_only, _ = child_environment({"GIT_SSL_CAINFO": "/x.pem"}, config(c="sparse+https://a.example/i/"), SETTINGS)
+    assert sparse_only["GIT_SSL_CAINFO"] == "/x.pem"  # no git index: nothing to change
