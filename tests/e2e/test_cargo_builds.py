@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.conftest import LEGACY_CARGO, LEGACY_RUSTC, World, current_cargo, needs_legacy_cargo
 from examples.demo.cratebuild import CrateSpec
+from tests.e2e.conftest import LEGACY_CARGO, LEGACY_RUSTC, World, current_cargo, needs_legacy_cargo
 
 pytestmark = pytest.mark.e2e
 

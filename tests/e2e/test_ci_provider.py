@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.conftest import World, current_cargo
-from tests.e2e.test_run import HELLO, plain_project, run_env, vouch_run
+from tests.e2e.test_run import plain_project, run_env, vouch_run
 from tests.fixtures.oauth import OAuthServer
 
 pytestmark = pytest.mark.e2e

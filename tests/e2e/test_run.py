@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import LEGACY_CARGO, LEGACY_RUSTC, REPO, World, current_cargo, needs_legacy_cargo
 from examples.demo.cratebuild import CrateSpec
+from tests.e2e.conftest import LEGACY_CARGO, LEGACY_RUSTC, REPO, World, current_cargo, needs_legacy_cargo
 
 pytestmark = pytest.mark.e2e
 

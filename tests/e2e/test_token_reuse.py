@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from examples.demo.cratebuild import CrateSpec
 from tests.e2e.conftest import World, current_cargo
 from tests.e2e.test_cargo_builds import HELLO, assert_all_authenticated, setup_and_start
-from examples.demo.cratebuild import CrateSpec
 
 pytestmark = pytest.mark.e2e
 

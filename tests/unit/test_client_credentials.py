@@ -22,8 +22,8 @@ from addon.protocol import ProviderError
 from addon.providers import TokenQuery, provider_for
 from addon.token_cache import EXPIRY_MARGIN_SECONDS, TokenCache
 from examples.demo.issuer import Issuer
-from tests.fixtures.oauth import JWT_BEARER_ASSERTION, OAuthServer
 from examples.demo.tls import TestPki, make_test_pki
+from tests.fixtures.oauth import JWT_BEARER_ASSERTION, OAuthServer
 
 INDEX = "sparse+https://cargo.corp.example/index/"
 SECRET = "s3cret+with:odd%chars and space"

@@ -29,7 +29,6 @@ from examples.demo.cratebuild import (
     publish_body,
 )
 from examples.demo.issuer import Issuer
-from tests.fixtures.origin import TlsOrigin, peer_cert_der
 from examples.demo.registry import (
     UNAUTHORIZED_BODY,
     WWW_AUTHENTICATE,
@@ -37,6 +36,7 @@ from examples.demo.registry import (
     clean_git_env,
 )
 from examples.demo.tls import TestPki, make_test_pki
+from tests.fixtures.origin import TlsOrigin, peer_cert_der
 
 BIN = Path(__file__).resolve().parents[1] / "fixtures" / "bin"
 VOUCH_BIN = Path(__file__).resolve().parents[2] / "examples" / "demo" / "bin"
