@@ -11,6 +11,19 @@ import pytest
 from examples.demo.issuer import Issuer
 
 BIN = Path(__file__).resolve().parents[1] / "fixtures" / "bin"
+#: Variables from the developer's shell that change what setup writes or doctor reports.
+CARGO_SETUP_ENV = (
+    "CARGO_HTTP_PROXY",
+    "CARGO_HTTP_CAINFO",
+    "NO_PROXY",
+    "no_proxy",
+    "GIT_SSL_CAINFO",
+    "CARGO_REGISTRY_TOKEN",
+    "CARGO_REGISTRIES_CORP_TOKEN",
+    "CARGO_REGISTRIES_CORP_INDEX",
+    "CARGO_NET_GIT_FETCH_WITH_CLI",
+    "GIT_CONFIG_COUNT",
+)
 VOUCH_BIN = Path(__file__).resolve().parents[2] / "examples" / "demo" / "bin"  # the Vouch CLI stand-in
 
 

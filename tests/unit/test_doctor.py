@@ -20,24 +20,11 @@ from addon import doctor, paths
 from addon.config import load_config
 from addon.setup.cli import add_parser as add_setup_parser
 from ca.authority import ca_files, ensure_ca, load_cert
+from tests.unit.conftest import CARGO_SETUP_ENV
 
 SPARSE = "sparse+https://cargo.corp.example/index/"
 GIT_INDEX = "https://git.corp.example/cargo/index.git"
 
-CLEARED_ENV = (
-    "CARGO",
-    "CARGO_HTTP_PROXY",
-    "CARGO_HTTP_CAINFO",
-    "NO_PROXY",
-    "no_proxy",
-    "GIT_SSL_CAINFO",
-    "CARGO_REGISTRY_TOKEN",
-    "CARGO_REGISTRIES_CORP_TOKEN",
-    "CARGO_REGISTRIES_CORP_INDEX",
-    "CARGO_NET_GIT_FETCH_WITH_CLI",
-    "GIT_CONFIG_COUNT",
-    "VOUCH_TEST_ISSUER",
-)
 
 #: Looked up before any test changes HOME: rustup's cargo needs the real RUSTUP_HOME.
 REAL_CARGO = shutil.which("cargo")
@@ -90,7 +77,7 @@ def fake_cargo(directory: Path, version: str) -> None:
 def env(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     """A project whose Cargo config names registry `corp`, a cargo-vouch config for it, and a
     plain TCP listener standing in for the proxy (its port is the config's `[proxy] listen`)."""
-    for var in CLEARED_ENV:
+    for var in (*CARGO_SETUP_ENV, "CARGO", "VOUCH_TEST_ISSUER"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(isolated_home / ".gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")

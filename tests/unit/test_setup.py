@@ -16,23 +16,12 @@ import tomlkit
 from addon import cargo_config, paths
 from addon.setup.cli import add_parser
 from addon.setup.records import records_path
+from tests.unit.conftest import CARGO_SETUP_ENV
 
 SPARSE = "sparse+https://cargo.corp.example/index/"
 GIT_INDEX = "https://git.corp.example/cargo/index.git"
 PROXY = "http://127.0.0.1:9001"
 
-CLEARED_ENV = (
-    "CARGO_HTTP_PROXY",
-    "CARGO_HTTP_CAINFO",
-    "NO_PROXY",
-    "no_proxy",
-    "GIT_SSL_CAINFO",
-    "CARGO_REGISTRY_TOKEN",
-    "CARGO_REGISTRIES_CORP_TOKEN",
-    "CARGO_REGISTRIES_CORP_INDEX",
-    "CARGO_NET_GIT_FETCH_WITH_CLI",
-    "GIT_CONFIG_COUNT",
-)
 
 
 @dataclass
@@ -73,7 +62,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.setenv("CARGO_VOUCH_CONFIG", str(e.vouch_config))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(e.gitconfig))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for var in CLEARED_ENV:
+    for var in CARGO_SETUP_ENV:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
     return e
