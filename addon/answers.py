@@ -25,9 +25,9 @@ def git_error_advertisement(message: str) -> http.Response:
     )
 
 
-def plain_refusal(message: str) -> http.Response:
+def plain_refusal(message: str, status: int = REFUSED_STATUS) -> http.Response:
     return http.Response.make(
-        REFUSED_STATUS, message + "\n", {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+        status, message + "\n", {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
     )
 
 

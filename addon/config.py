@@ -33,6 +33,11 @@ _UNSAFE_ESCAPE = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
 
 DEFAULT_PROVIDER: tuple[str, ...] = ("vouch", "credential", "cargo", "--")
 DEFAULT_PROVIDER_TIMEOUT = 30.0
+DEFAULT_TOUCH_TIMEOUT = 30.0
+#: Larger than crates.io's 10 MB: a private registry sets its own limit, this one only
+#: bounds what the proxy spools to disk.
+DEFAULT_MAX_PUBLISH_SIZE = 64 * 1024 * 1024
+_SIZE_UNITS = {"": 1, "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3}
 
 _PROXY_KEYS = {"listen", "upstream-ca"}
 _REGISTRY_KEYS = {
@@ -42,6 +47,8 @@ _REGISTRY_KEYS = {
     "prefixes",
     "allow-publish",
     "touch",
+    "touch-timeout",
+    "max-publish-size",
     "provider-timeout",
     "client-credentials",
 }
@@ -93,6 +100,9 @@ class RegistryConfig:
     token_prefix: str = ""
     prefixes: tuple[str, ...] = ()
     allow_publish: bool = False
+    touch: bool = False
+    touch_timeout: float = DEFAULT_TOUCH_TIMEOUT
+    max_publish_size: int = DEFAULT_MAX_PUBLISH_SIZE
     provider_timeout: float = DEFAULT_PROVIDER_TIMEOUT
     #: Set when the registry's tokens come from the client-credentials grant instead of
     #: `credential_provider` (which then keeps its unused default).
@@ -188,6 +198,21 @@ def is_header_safe(value: str) -> bool:
     """Printable ASCII only: what may stand in an Authorization header without smuggling
     a line break (and with it another header) into the request."""
     return all(" " <= ch <= "~" for ch in value)
+
+
+def parse_size(value: object) -> int:
+    """Bytes, as a whole number or a string such as "64M" or "1GiB"."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = value, ""
+    elif isinstance(value, str) and (found := re.fullmatch(r"\s*(\d+)\s*([A-Za-z]*)\s*", value)):
+        number, unit = int(found.group(1)), found.group(2).lower()
+    else:
+        raise ValueError('must be a number of bytes or a size such as "64M"')
+    if unit not in _SIZE_UNITS:
+        raise ValueError(f"unknown unit '{unit}' (use K, M or G)")
+    if number <= 0:
+        raise ValueError("must be larger than 0")
+    return number * _SIZE_UNITS[unit]
 
 
 def parse_provider(value: object) -> tuple[str, ...]:
@@ -310,15 +335,17 @@ def _parse_registry(name: str, table: dict[str, object], fail, base: Path) -> Re
         if not isinstance(value, bool):
             raise fail(f"{where}.{key}", "must be true or false")
         flags[key] = value
-    if flags["touch"]:
-        raise fail(
-            f"{where}.touch",
-            "FIDO2 touch for writes is not available in this version; remove the key or set it false",
-        )
+    seconds: dict[str, float] = {}
+    for key, default in (("provider-timeout", DEFAULT_PROVIDER_TIMEOUT), ("touch-timeout", DEFAULT_TOUCH_TIMEOUT)):
+        value = table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+            raise fail(f"{where}.{key}", "must be a positive, finite number of seconds")
+        seconds[key] = float(value)
 
-    timeout = table.get("provider-timeout", DEFAULT_PROVIDER_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-        raise fail(f"{where}.provider-timeout", "must be a positive, finite number of seconds")
+    try:
+        max_publish_size = parse_size(table.get("max-publish-size", DEFAULT_MAX_PUBLISH_SIZE))
+    except ValueError as exc:
+        raise fail(f"{where}.max-publish-size", str(exc)) from None
 
     client_credentials: ClientCredentialsConfig | None = None
     if "client-credentials" in table:
@@ -338,7 +365,10 @@ def _parse_registry(name: str, table: dict[str, object], fail, base: Path) -> Re
         token_prefix=token_prefix,
         prefixes=tuple(prefixes),
         allow_publish=flags["allow-publish"],
-        provider_timeout=float(timeout),
+        touch=flags["touch"],
+        touch_timeout=seconds["touch-timeout"],
+        max_publish_size=max_publish_size,
+        provider_timeout=seconds["provider-timeout"],
         client_credentials=client_credentials,
     )
 

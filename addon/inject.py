@@ -3,16 +3,13 @@ as soon as it has gone upstream.
 
 Injection happens in `requestheaders`: bodies stream through untouched (crate uploads
 and git packs can be large), and a valid cached token costs no process and no await on
-I/O. Only a publish waits for its body, because Cargo's protocol wants the crate's
-checksum in the token request.
+I/O. A publish, whose token request needs the crate's checksum from the end of its body,
+is handed to the publish relay (see publish_relay.py), which streams it.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import struct
 import time
 from dataclasses import dataclass
 
@@ -23,8 +20,10 @@ from addon.index_config import IndexConfigError, parse_index_config, without_aut
 from addon.matching import Match, Operation
 from addon.protocol import ProviderError
 from addon.providers import TokenQuery
+from addon.publish_relay import PublishRelay
 from addon.state import VouchState
 from addon.token_cache import IssuedToken
+from addon.write_gate import WriteGate, WriteRefused
 
 logger = logging.getLogger("cargo-vouch")
 
@@ -47,23 +46,22 @@ def query_for(match: Match) -> TokenQuery:
     return TokenQuery(match.operation.value, tuple(zip(("name", "vers"), match.crate, strict=False)))
 
 
-def publish_query(body: bytes) -> TokenQuery:
-    """Cargo's publish body: u32 LE JSON length, JSON metadata, u32 LE length, the .crate."""
-    (json_len,) = struct.unpack_from("<I", body, 0)
-    metadata = json.loads(body[4 : 4 + json_len])
-    (crate_len,) = struct.unpack_from("<I", body, 4 + json_len)
-    crate = body[8 + json_len : 8 + json_len + crate_len]
-    if len(crate) != crate_len:
-        raise ValueError("truncated crate")
-    fields = (("name", str(metadata["name"])), ("vers", str(metadata["vers"])), ("cksum", hashlib.sha256(crate).hexdigest()))
-    return TokenQuery(Operation.PUBLISH.value, fields)
+def log_request(match: Match, method: str, path: str, issued: IssuedToken, outcome: str, started: float) -> None:
+    """The one line per authenticated request: who, what, for how long, how it went."""
+    left = issued.seconds_left(time.time())
+    elapsed_ms = (time.monotonic() - started) * 1000
+    logger.info(
+        f"{match.registry.name} {method} {path} {match.operation.value} sub={issued.subject or '-'} "
+        f"expires_in={'-' if left is None else f'{left}s'} -> {outcome} {elapsed_ms:.0f}ms"
+    )
 
 
 class TokenInjector:
-    def __init__(self, state: VouchState) -> None:
+    def __init__(self, state: VouchState, gate: WriteGate) -> None:
         self.state = state
+        self.gate = gate
+        self.relay = PublishRelay(state, gate.confirm_publish, log_request)
         self._authenticated: dict[str, Authenticated] = {}
-        self._awaiting_body: dict[str, Match] = {}
         self._config_json: set[str] = set()
 
     async def _match(self, request: http.Request) -> Match | None:
@@ -98,8 +96,24 @@ class TokenInjector:
             )
             return
         if match.operation is Operation.PUBLISH:
-            self._awaiting_body[flow.id] = match
+            size = flow.request.headers.get("Content-Length", "")
+            limit = registry.config.max_publish_size
+            if size.isdigit() and int(size) > limit:
+                flow.response = plain_refusal(
+                    f"cargo-vouch: the crate is larger than max-publish-size ({limit} bytes) of "
+                    f"[registries.{registry.name}]; raise it there if the registry takes larger crates",
+                    status=413,
+                )
+                logger.warning(f"{registry.name} PUT {flow.request.path}: publish of {size} bytes refused (413)")
+                return
+            await self.relay.divert(flow, match)
             return
+        if match.operation.is_write:
+            try:
+                await self.gate.confirm(match, flow.request.method)
+            except WriteRefused as exc:
+                self._refuse(flow, match, str(exc))
+                return
         is_config_json = registry.config.is_sparse and flow.request.path == registry.index.path + "config.json"
         if is_config_json:
             # Always see config.json's body: we learn dl/api from it and rewrite it.
@@ -112,20 +126,6 @@ class TokenInjector:
         if match.is_index and not is_config_json:
             await self.state.ensure_learned(registry)
         flow.request.stream = True
-
-    async def request(self, flow: http.HTTPFlow) -> None:
-        match = self._awaiting_body.pop(flow.id, None)
-        if match is None:
-            return
-        try:
-            try:
-                query = publish_query(flow.request.get_content(strict=False) or b"")
-            except (ValueError, KeyError, TypeError, struct.error):
-                flow.response = plain_refusal("cargo-vouch: the publish request body is not Cargo's publish format")
-                return
-            await self._authorize(flow, match, query)
-        except Exception as exc:  # noqa: BLE001
-            self._fail_closed(flow, match, exc)
 
     def _fail_closed(self, flow: http.HTTPFlow, match: Match, exc: Exception) -> None:
         """An unexpected error answers the request: mitmproxy would otherwise log the error
@@ -179,18 +179,19 @@ class TokenInjector:
         self._log(flow, done, str(flow.response.status_code))
 
     def error(self, flow: http.HTTPFlow) -> None:
-        self._awaiting_body.pop(flow.id, None)
+        self.relay.forget(flow)
         self._config_json.discard(flow.id)
         done = self._authenticated.pop(flow.id, None)
         if done is not None:
             self._redact(flow)
             self._log(flow, done, f"error: {flow.error.msg if flow.error else 'unknown'}")
 
-    def done(self) -> None:
+    async def done(self) -> None:
         """Shutting down: no flow that is saved on the way out may still hold a token."""
         for done in self._authenticated.values():
             self._redact(done.flow)
         self._authenticated.clear()
+        await self.relay.stop()
 
     def _redact(self, flow: http.HTTPFlow) -> None:
         if "Authorization" in flow.request.headers:
@@ -210,11 +211,4 @@ class TokenInjector:
         flow.response.headers.pop("ETag", None)
 
     def _log(self, flow: http.HTTPFlow, done: Authenticated, outcome: str) -> None:
-        issued = done.issued
-        left = issued.seconds_left(time.time())
-        elapsed_ms = (time.monotonic() - done.started) * 1000
-        logger.info(
-            f"{done.match.registry.name} {flow.request.method} {flow.request.path} "
-            f"{done.match.operation.value} sub={issued.subject or '-'} "
-            f"expires_in={'-' if left is None else f'{left}s'} -> {outcome} {elapsed_ms:.0f}ms"
-        )
+        log_request(done.match, flow.request.method, flow.request.path, done.issued, outcome, done.started)

@@ -20,11 +20,12 @@ from addon.loader import ConfigLoader  # noqa: E402
 from addon.loopback import LoopbackClients  # noqa: E402
 from addon.state import VouchState  # noqa: E402
 from addon.tls_scope import TlsScope  # noqa: E402
+from addon.write_gate import WriteGate  # noqa: E402
 
 
 def make_addons() -> list[object]:
     state = VouchState()
-    return [LoopbackClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state)]
+    return [LoopbackClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state, WriteGate())]
 
 
 addons = make_addons()

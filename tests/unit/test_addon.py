@@ -232,52 +232,6 @@ async def test_dl_on_a_host_outside_the_ca_is_reported(proxy, vouch_session, cap
     assert 'add "https://files.corp.example:443/crates/" to prefixes' in caplog.text
 
 
-def test_publish_query_names_crate_and_checksum():
-    import hashlib
-
-    from addon.inject import publish_query
-    from examples.demo.cratebuild import CrateSpec, build_crate, publish_body
-
-    spec = CrateSpec("newlib", "0.2.0")
-    query = publish_query(publish_body(spec))
-    assert query.operation == "publish"
-    assert dict(query.fields) == {
-        "name": "newlib",
-        "vers": "0.2.0",
-        "cksum": hashlib.sha256(build_crate(spec)).hexdigest(),
-    }
-
-
-async def test_operation_dependent_publish_asks_the_provider_with_the_checksum(proxy, isolated_home, tmp_path):
-    script = tmp_path / "provider.py"
-    requests = tmp_path / "requests.jsonl"
-    script.write_text(
-        "import json, sys\n"
-        "print(json.dumps({'v': [1]}), flush=True)\n"
-        "request = json.loads(sys.stdin.readline())\n"
-        f"open({str(requests)!r}, 'a').write(json.dumps(request) + '\\n')\n"
-        "print(json.dumps({'Ok': {'kind': 'get', 'token': 'tok-' + request['operation'], 'cache': 'session',"
-        " 'operation_independent': False}}), flush=True)\n"
-    )
-    import sys
-
-    from examples.demo.cratebuild import CrateSpec, publish_body
-
-    tctx, state, _, injector = proxy(
-        SPARSE_CONFIG + f'allow-publish = true\ncredential-provider = ["{sys.executable}", "{script}"]\n'
-    )
-    state.router.registries[0].learn({"api": "https://cargo.corp.example/web"})
-    flow = registry_request(path="/web/api/v1/crates/new", method="PUT", headers=[("Authorization", "cargo-vouch")])
-    flow.request.content = publish_body(CrateSpec("newlib", "0.2.0"))
-    await injector.requestheaders(flow)
-    assert "Authorization" not in flow.request.headers  # placeholder dropped; the token waits for the body
-    await injector.request(flow)
-    assert flow.request.headers["Authorization"] == "tok-publish"
-    [sent] = [json.loads(line) for line in requests.read_text().splitlines()]
-    assert sent["operation"] == "publish" and sent["name"] == "newlib" and sent["vers"] == "0.2.0"
-    assert len(sent["cksum"]) == 64
-
-
 async def test_no_state_is_kept_for_finished_flows(proxy, isolated_home):
     """A long-running proxy must not grow with every request it refused or served."""
     tctx, state, _, injector = proxy(SPARSE_CONFIG)
@@ -285,7 +239,7 @@ async def test_no_state_is_kept_for_finished_flows(proxy, isolated_home):
     await injector.requestheaders(flow)  # logged out: refused
     injector.responseheaders(flow)
     injector.response(flow)
-    assert not injector._config_json and not injector._authenticated and not injector._awaiting_body
+    assert not injector._config_json and not injector._authenticated
 
 
 @pytest.mark.parametrize("peer,refused", [("127.0.0.1", False), ("::1", False), ("::ffff:127.0.0.1", False),

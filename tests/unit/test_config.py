@@ -74,7 +74,9 @@ def test_defaults(tmp_path):
         ('[registries.corp]\nindex = "sparse+https://x/a/../index/"\n', "dot segments"),
         ('[registries.corp]\nindex = "https://x/i.git"\nprefixes = ["https://x/%2e%2e/"]\n', "dot segments"),
         ('[registries."corp reg"]\nindex = "https://x/i.git"\n', "registry name"),
-        ('[registries.corp]\nindex = "https://x/i.git"\ntouch = true\n', "registries.corp.touch"),
+        ('[registries.corp]\nindex = "https://x/i.git"\ntouch = "yes"\n', "registries.corp.touch"),
+        ('[registries.corp]\nindex = "https://x/i.git"\ntouch-timeout = 0\n', "registries.corp.touch-timeout"),
+        ('[registries.corp]\nindex = "https://x/i.git"\nmax-publish-size = "12X"\n', "registries.corp.max-publish-size"),
     ],
 )
 def test_errors_are_one_line_with_file_and_key(tmp_path, text, needle):
@@ -204,3 +206,15 @@ def test_client_credentials_private_key_must_be_usable(tmp_path, key, needle):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert f"registries.corp.client-credentials.private-key: {tmp_path.resolve() / 'ci.pem'}: {needle}" in str(info.value)
+
+
+def test_max_publish_size_takes_bytes_or_units(tmp_path):
+    from addon.config import parse_config
+
+    def size(value):  # type: ignore[no-untyped-def]
+        data = {"registries": {"corp": {"index": "https://x/i.git", "max-publish-size": value}}}
+        return parse_config(data, tmp_path / "c.toml").registries["corp"].max_publish_size
+
+    assert size(1000) == 1000
+    assert size("64M") == size("64MiB") == 64 * 1024 * 1024
+    assert size("1g") == 1024**3

@@ -1,0 +1,239 @@
+"""Publishes go through a relay inside the proxy, so that a crate of any size streams.
+
+mitmproxy sends a request's headers upstream before its body when the body streams, and
+holds the whole body in memory (more than once, briefly) when it does not. A publish needs
+its token — and so its headers — to wait for the crate's checksum at the end of the body.
+So the addon points the publish at this relay, on loopback: mitmproxy streams the body to
+it, the relay spools it to a private file while hashing it, gets the token (and the touch,
+where the registry asks for one), then sends the request to the registry itself, over TLS
+verified like every other upstream connection, and hands the answer back.
+
+The token never sits on a mitmproxy flow. The relay serves only paths it handed out: one
+random, single-use id per diverted publish, so no other local process can use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import h11
+from mitmproxy import http
+
+from addon.matching import Match
+from addon.protocol import ProviderError
+from addon.providers import TokenQuery
+from addon.publish_body import PublishBodyError, PublishedCrate, PublishSpool, PublishTooLarge
+from addon.state import VouchState
+from addon.token_cache import IssuedToken
+from addon.write_gate import WriteRefused
+
+logger = logging.getLogger("cargo-vouch")
+
+CHUNK = 64 * 1024
+#: A registry's answer to a publish is a small JSON document.
+MAX_ANSWER = 4 * 1024 * 1024
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length", "authorization", "host", "expect",
+}
+
+
+class RelayRefusal(Exception):
+    """The publish is answered by the relay, not the registry: status and a line for Cargo."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Diverted:
+    """Where a publish was really going, kept while its body streams to the relay."""
+
+    match: Match
+    host: str
+    port: int
+    path: str
+    headers: list[tuple[bytes, bytes]]
+    started: float = field(default_factory=time.monotonic)
+
+
+#: Asks for the touch (if the registry wants one) once the crate is known; raises
+#: WriteRefused to stop the publish.
+ConfirmWrite = Callable[[Match, PublishedCrate], Awaitable[None]]
+#: Logs the one line per authenticated request.
+LogLine = Callable[[Match, str, str, IssuedToken, str, float], None]
+
+
+class PublishRelay:
+    def __init__(self, state: VouchState, confirm: ConfirmWrite, log_line: LogLine) -> None:
+        self.state = state
+        self.confirm = confirm
+        self.log_line = log_line
+        self._diverted: dict[str, Diverted] = {}
+        self._server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def divert(self, flow: http.HTTPFlow, match: Match) -> None:
+        """Points the flow at the relay; its body then streams there, not upstream."""
+        await self.start()
+        request = flow.request
+        relay_id = secrets.token_urlsafe(24)
+        self._diverted[relay_id] = Diverted(
+            match, request.host, request.port, request.path,
+            [(k.encode(), v.encode()) for k, v in request.headers.items(multi=True) if k.lower() not in HOP_BY_HOP],
+        )
+        request.scheme, request.host, request.port = "http", "127.0.0.1", self.port
+        request.path = f"/{relay_id}"
+        request.headers["Host"] = f"127.0.0.1:{self.port}"
+        request.stream = True
+
+    def forget(self, flow: http.HTTPFlow) -> None:
+        self._diverted.pop(flow.request.path.lstrip("/"), None)
+
+    # -- the relay's side of the loopback connection ------------------------------------
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = h11.Connection(h11.SERVER)
+        try:
+            request = await _next_event(conn, reader)
+            if not isinstance(request, h11.Request):
+                return
+            diverted = self._diverted.pop(request.target.decode("ascii", "replace").lstrip("/"), None)
+            if diverted is None:
+                await _answer(conn, writer, 404, b"not a publish this proxy diverted\n")
+                return
+            try:
+                status, headers, body = await self._publish(conn, reader, diverted)
+            except RelayRefusal as refusal:
+                logger.warning(f"{diverted.match.registry.name} PUT {diverted.path}: {refusal.message}")
+                await _answer(conn, writer, refusal.status, refusal.message.encode() + b"\n")
+                return
+            await _answer(conn, writer, status, body, headers)
+        except (h11.ProtocolError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            logger.warning(f"cargo-vouch: publish relay: {type(exc).__name__}: {exc}")
+        finally:
+            writer.close()
+
+    async def _publish(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, diverted: Diverted
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        registry = diverted.match.registry
+        with PublishSpool(registry.config.max_publish_size) as spool:
+            try:
+                while True:
+                    event = await _next_event(conn, reader)
+                    if isinstance(event, h11.Data):
+                        spool.feed(event.data)
+                    elif isinstance(event, h11.EndOfMessage):
+                        break
+                crate = spool.finish()
+            except PublishTooLarge:
+                raise RelayRefusal(
+                    413,
+                    f"cargo-vouch: the crate is larger than max-publish-size ({registry.config.max_publish_size} "
+                    f"bytes) of [registries.{registry.name}]; raise it there if the registry takes larger crates",
+                ) from None
+            except PublishBodyError as exc:
+                raise RelayRefusal(400, f"cargo-vouch: the publish body is not Cargo's publish format: {exc}") from None
+            try:
+                await self.confirm(diverted.match, crate)
+            except WriteRefused as exc:
+                raise RelayRefusal(403, str(exc)) from None
+            query = TokenQuery("publish", (("name", crate.name), ("vers", crate.vers), ("cksum", crate.cksum)))
+            provider = self.state.providers[registry.name]
+            try:
+                issued = await self.state.token(registry, query)
+            except ProviderError as exc:
+                message = f"cargo-vouch: no token for registry '{registry.name}' from {provider.description}: {exc.message}"
+                if exc.kind == "not-found" and provider.login_hint not in message:
+                    message += f" ({provider.login_hint})"
+                raise RelayRefusal(403, message) from None
+            try:
+                status, headers, body = await self._upstream(diverted, crate, spool, issued)
+            except (OSError, ssl.SSLError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
+                self.log_line(diverted.match, "PUT", diverted.path, issued, f"error: {exc}", diverted.started)
+                raise RelayRefusal(502, f"cargo-vouch: publish to registry '{registry.name}' failed: {exc}") from None
+        if status in (401, 403):
+            self.state.cache.refused(registry.name, issued.token.value)
+        self.log_line(diverted.match, "PUT", diverted.path, issued, str(status), diverted.started)
+        return status, headers, body
+
+    async def _upstream(
+        self, diverted: Diverted, crate: PublishedCrate, spool: PublishSpool, issued: IssuedToken
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The publish as Cargo sent it, with the token, the body read back from the spool."""
+        context = ssl.create_default_context(cafile=str(self.state.upstream_bundle))
+        reader, writer = await asyncio.open_connection(
+            diverted.host, diverted.port, ssl=context, server_hostname=diverted.host
+        )
+        conn = h11.Connection(h11.CLIENT)
+        try:
+            host = diverted.host if diverted.port == 443 else f"{diverted.host}:{diverted.port}"
+            headers = [
+                (b"Host", host.encode()),
+                *diverted.headers,
+                (b"Authorization", self.state.authorization(diverted.match.registry, issued).encode()),
+                (b"Content-Length", str(crate.size).encode()),
+                (b"Connection", b"close"),
+            ]
+            writer.write(conn.send(h11.Request(method="PUT", target=diverted.path, headers=headers)))
+            while chunk := spool.file.read(CHUNK):
+                writer.write(conn.send(h11.Data(data=chunk)))
+                await writer.drain()
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            response = await _next_event(conn, reader)
+            assert isinstance(response, h11.Response)
+            body = bytearray()
+            while isinstance(event := await _next_event(conn, reader), h11.Data):
+                body += event.data
+                if len(body) > MAX_ANSWER:
+                    raise h11.RemoteProtocolError("the registry's answer to the publish is too large")
+            kept = [(k, v) for k, v in response.headers if k.decode().lower() not in HOP_BY_HOP]
+            return response.status_code, kept, bytes(body)
+        finally:
+            writer.close()
+
+
+async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(await reader.read(CHUNK))
+            continue
+        if event is h11.PAUSED or isinstance(event, h11.ConnectionClosed):
+            raise ConnectionError("connection closed mid-message")
+        return event
+
+
+async def _answer(
+    conn: h11.Connection,
+    writer: asyncio.StreamWriter,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    if headers is None:
+        headers = [(b"Content-Type", b"text/plain; charset=utf-8")]
+    headers = [*headers, (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close")]
+    writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
+    writer.write(conn.send(h11.Data(data=body)))
+    writer.write(conn.send(h11.EndOfMessage()))
+    await writer.drain()

@@ -1,0 +1,60 @@
+"""The last check before a write leaves: with `touch = true`, a human touches the key.
+
+A leaked session, or a build script or dependency that talks to the proxy, can read the
+registry — that is what the proxy is for — but with `touch = true` it cannot publish,
+yank or change owners: each of those needs a FIDO2 user-presence assertion over that very
+operation (registry, crate, version, checksum) from the enrolled authenticator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from addon.matching import Match, Operation
+from addon.publish_body import PublishedCrate
+
+logger = logging.getLogger("cargo-vouch")
+
+
+class WriteRefused(Exception):
+    """The write is answered with 403 and this line; nothing reaches the registry."""
+
+
+class WriteGate:
+    def __init__(self) -> None:
+        # One authenticator, one prompt at a time: a second write waits its turn.
+        self._device_lock = asyncio.Lock()
+
+    async def confirm(self, match: Match, method: str) -> None:
+        """yank, unyank and owners changes; listing owners changes nothing and needs no touch."""
+        if match.operation is Operation.OWNERS and method == "GET":
+            return
+        name, vers = (match.crate + ("", ""))[:2]
+        await self._touch(match, name, vers or None, None)
+
+    async def confirm_publish(self, match: Match, crate: PublishedCrate) -> None:
+        await self._touch(match, crate.name, crate.vers, crate.cksum)
+
+    async def _touch(self, match: Match, name: str, vers: str | None, cksum: str | None) -> None:
+        registry = match.registry.config
+        if not registry.touch:
+            return
+        from addon import touch  # python-fido2: loaded only where a registry asks for touch
+
+        intent = touch.WriteIntent(registry.name, match.operation.value, name, vers, cksum)
+        try:
+            enrollment = touch.load_enrollment()
+            if enrollment is None:
+                raise touch.TouchError("no security key is enrolled: run 'cargo vouch enroll'")
+            async with self._device_lock:
+                await touch.require_touch(
+                    intent, enrollment, touch.open_device, timeout=registry.touch_timeout,
+                    on_wait=lambda line: logger.warning(f"cargo-vouch: {line}"),
+                )
+        except touch.TouchError as exc:
+            raise WriteRefused(
+                f"cargo-vouch: {intent.describe()} needs a touch of the enrolled security key "
+                f"(touch = true in [registries.{registry.name}]): {exc}"
+            ) from None
+        logger.info(f"cargo-vouch: touch confirmed: {intent.describe()}")
