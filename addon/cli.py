@@ -9,7 +9,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from addon import doctor, paths, run, setup
+from addon import doctor, paths, run, setup, touch
 from addon.config import ConfigError, ListenAddress, load_config, parse_listen, registry_hosts
 from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts, secure_directory
 
@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_parser(commands)
     setup.add_parser(commands)
     doctor.add_parser(commands)
+    touch.add_parser(commands)
 
     ca = commands.add_parser("ca", help="the dedicated CA Cargo trusts for registry hosts")
     ca.add_argument("ca_command", choices=["init", "path", "show", "rotate"])

@@ -193,11 +193,11 @@ class PublishRelay:
                 (b"Content-Length", str(crate.size).encode()),
                 (b"Connection", b"close"),
             ]
-            writer.write(conn.send(h11.Request(method="PUT", target=diverted.path, headers=headers)))
+            _send(conn, writer, h11.Request(method="PUT", target=diverted.path, headers=headers))
             while chunk := spool.file.read(CHUNK):
-                writer.write(conn.send(h11.Data(data=chunk)))
+                _send(conn, writer, h11.Data(data=chunk))
                 await writer.drain()
-            writer.write(conn.send(h11.EndOfMessage()))
+            _send(conn, writer, h11.EndOfMessage())
             await writer.drain()
             response = await _next_event(conn, reader)
             assert isinstance(response, h11.Response)
@@ -233,7 +233,13 @@ async def _answer(
     if headers is None:
         headers = [(b"Content-Type", b"text/plain; charset=utf-8")]
     headers = [*headers, (b"Content-Length", str(len(body)).encode()), (b"Connection", b"close")]
-    writer.write(conn.send(h11.Response(status_code=status, headers=headers)))
-    writer.write(conn.send(h11.Data(data=body)))
-    writer.write(conn.send(h11.EndOfMessage()))
+    _send(conn, writer, h11.Response(status_code=status, headers=headers))
+    _send(conn, writer, h11.Data(data=body))
+    _send(conn, writer, h11.EndOfMessage())
     await writer.drain()
+
+
+def _send(conn: h11.Connection, writer: asyncio.StreamWriter, event: h11.Event) -> None:
+    data = conn.send(event)
+    if data:
+        writer.write(data)

@@ -25,7 +25,7 @@ from addon.write_gate import WriteGate  # noqa: E402
 
 def make_addons() -> list[object]:
     state = VouchState()
-    return [LoopbackClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state, WriteGate())]
+    return [LoopbackClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state, WriteGate(state))]
 
 
 addons = make_addons()

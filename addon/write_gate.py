@@ -8,11 +8,11 @@ operation (registry, crate, version, checksum) from the enrolled authenticator.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from addon.matching import Match, Operation
 from addon.publish_body import PublishedCrate
+from addon.state import VouchState
 
 logger = logging.getLogger("cargo-vouch")
 
@@ -22,9 +22,8 @@ class WriteRefused(Exception):
 
 
 class WriteGate:
-    def __init__(self) -> None:
-        # One authenticator, one prompt at a time: a second write waits its turn.
-        self._device_lock = asyncio.Lock()
+    def __init__(self, state: VouchState) -> None:
+        self.state = state
 
     async def confirm(self, match: Match, method: str) -> None:
         """yank, unyank and owners changes; listing owners changes nothing and needs no touch."""
@@ -44,14 +43,16 @@ class WriteGate:
 
         intent = touch.WriteIntent(registry.name, match.operation.value, name, vers, cksum)
         try:
-            enrollment = touch.load_enrollment()
+            # Read on every write, so that `cargo vouch enroll --force` takes effect at once.
+            config_path = self.state.config.path if self.state.config else None
+            enrollment = touch.load_enrollment(touch.enrollment_path(config_path))
             if enrollment is None:
                 raise touch.TouchError("no security key is enrolled: run 'cargo vouch enroll'")
-            async with self._device_lock:
-                await touch.require_touch(
-                    intent, enrollment, touch.open_device, timeout=registry.touch_timeout,
-                    on_wait=lambda line: logger.warning(f"cargo-vouch: {line}"),
-                )
+            # require_touch serialises prompts itself: one authenticator, one prompt at a time.
+            await touch.require_touch(
+                intent, enrollment, touch.open_device, timeout=registry.touch_timeout,
+                on_wait=lambda line: logger.warning(f"cargo-vouch: {line}"),
+            )
         except touch.TouchError as exc:
             raise WriteRefused(
                 f"cargo-vouch: {intent.describe()} needs a touch of the enrolled security key "

@@ -218,3 +218,14 @@ def test_max_publish_size_takes_bytes_or_units(tmp_path):
     assert size(1000) == 1000
     assert size("64M") == size("64MiB") == 64 * 1024 * 1024
     assert size("1g") == 1024**3
+
+
+def test_the_sample_config_in_examples_is_valid():
+    from pathlib import Path
+
+    from addon.config import load_config
+
+    sample = Path(__file__).resolve().parents[2] / "examples" / "cargo-vouch.toml"
+    config = load_config(sample)
+    assert set(config.registries) == {"corp", "corp-ci"}
+    assert config.registries["corp-ci"].client_credentials is not None
