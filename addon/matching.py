@@ -66,6 +66,8 @@ def crates_api_call(path: str) -> list[str] | None:
     must be recognised (and refused unless allowed) even before config.json was read, or
     when the index and the API share a prefix.
     """
+    if "crates" not in path:  # nearly every request (index files, downloads): no split needed
+        return None
     parts = [p for p in path.split("/") if p]
     starts = [i for i in range(len(parts) - 2) if parts[i : i + 3] == ["api", "v1", "crates"]]
     return parts[starts[-1] + 3 :] if starts else None
