@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from examples.demo.__main__ import DEMO_BIN, pick_cargo  # noqa: E402

@@ -15,7 +15,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mitmproxy.addons import tlsconfig  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
