@@ -132,5 +132,5 @@ def test_cargo_vouch_proxy_and_doctor_on_a_real_setup(world: World) -> None:
     assert result.returncode == 0, result.stderr + proxy.log()
     assert_all_authenticated(world, expect_paths=["/sparse/config.json", "/dl/hello/0.1.0/download"])
     proxy.stop()
-    assert f"cargo-vouch: proxy on http://127.0.0.1:{world.proxy_port}" in proxy.log()
+    assert f"cargo-vouch: proxy listening at 127.0.0.1:{world.proxy_port}" in proxy.log()
     assert "corp GET /dl/hello/0.1.0/download read sub=alice@example.com" in proxy.log()
