@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PYTHON312 ?= $(shell tests/find-python312)
 VENV312 ?= .venv312
 
-.PHONY: install test test-312 demo clean
+.PHONY: install test test-312 demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ endif
 
 demo: install
 	@$(PY) -m examples.demo
+
+# Not part of `make test`: timings belong in figures, not in pass/fail.
+ROUNDS ?= 5
+bench: install
+	@tests/benchmarks/ensure-nginx
+	@$(PY) tests/benchmarks/bench.py $(ROUNDS)
 
 clean:
 	rm -rf $(VENV) $(VENV312) *.egg-info
