@@ -15,6 +15,7 @@ from addon import doctor, paths, run, setup, touch
 from addon.config import ConfigError, ListenAddress, load_config, parse_listen, registry_hosts
 from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts, secure_directory
 
+
 def _load_config_or_exit(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     try:
         return load_config(args.config)

@@ -22,7 +22,6 @@ from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
 from addon.vouch_addon import make_addons  # noqa: E402
 
-
 #: Requests in flight at once: about what Cargo keeps open over HTTP/2 in a large fetch.
 IN_FLIGHT = 200
 

@@ -132,6 +132,6 @@ http {{
             break
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nginx did not start: {process.stderr.read().decode() if process.stderr else ''}")
+                raise RuntimeError(f"nginx did not start: {process.stderr.read().decode() if process.stderr else ''}") from None
             time.sleep(0.02)  # polling for the port
     return NginxRegistry(root, port, process, crates)
