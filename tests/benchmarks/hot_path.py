@@ -1,7 +1,7 @@
 """Prints what header injection costs per request once a token is cached.
 
 Hot path of the product: every index file and download of a build passes through
-`requestheaders`. Run: `.venv/bin/python benchmarks/hot_path.py [REQUESTS]`.
+`requestheaders`. Run: `.venv/bin/python tests/benchmarks/hot_path.py [REQUESTS]`.
 The provider is a real process (`cargo:token-from-stdout`); the figures show it ran once.
 """
 

@@ -1,7 +1,7 @@
 """Prints how much the proxy's memory grows while Cargo publishes a large crate through it.
 Target: a 50 MB crate publishes with the proxy growing by at most 64 MB.
 
-Run: `.venv/bin/python benchmarks/publish_memory.py [MEGABYTES]` (default 50). Real parts:
+Run: `.venv/bin/python tests/benchmarks/publish_memory.py [MEGABYTES]` (default 50). Real parts:
 the demo registry (which checks the token), `cargo vouch run`, and Debian's Cargo 1.65
 (else the Cargo on PATH) publishing a crate that holds MEGABYTES of random data, which
 gzip cannot shrink. The proxy runs inside `run`'s process; its resident memory is read

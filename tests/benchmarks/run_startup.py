@@ -1,7 +1,7 @@
 """Prints how long `cargo vouch run` takes before CMD starts, i.e. until the proxy accepts
 connections (run starts CMD only then). Target: median under 1.5 s.
 
-Run: `.venv/bin/python benchmarks/run_startup.py [ROUNDS]`. Each round is a fresh process,
+Run: `.venv/bin/python tests/benchmarks/run_startup.py [ROUNDS]`. Each round is a fresh process,
 as in CI: Python start-up, imports, config, CA check, proxy bind. The CA is issued once,
 before the first round, as a CI cache or an earlier job would have it.
 """
