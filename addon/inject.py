@@ -18,10 +18,9 @@ from mitmproxy import http
 from addon.answers import plain_refusal, refusal_for
 from addon.index_config import IndexConfigError, parse_index_config, without_auth_required
 from addon.matching import Match, Operation
-from addon.protocol import ProviderError
 from addon.providers import TokenQuery
 from addon.publish_relay import PublishRelay
-from addon.state import VouchState
+from addon.state import NoToken, VouchState
 from addon.token_cache import IssuedToken
 from addon.write_gate import WriteGate, WriteRefused
 
@@ -146,14 +145,10 @@ class TokenInjector:
 
     async def _authorize(self, flow: http.HTTPFlow, match: Match, query: TokenQuery) -> None:
         registry = match.registry
-        provider = self.state.providers[registry.name]
         try:
-            issued = await self.state.token(registry, query)
-        except ProviderError as exc:
-            message = f"cargo-vouch: no token for registry '{registry.name}' from {provider.description}: {exc.message}"
-            if exc.kind == "not-found" and provider.login_hint not in message:
-                message += f" ({provider.login_hint})"
-            self._refuse(flow, match, message)
+            issued = await self.state.token_or_refusal(registry, query)
+        except NoToken as exc:
+            self._refuse(flow, match, str(exc))
             return
         flow.request.headers["Authorization"] = self.state.authorization(registry, issued)
         self._authenticated[flow.id] = Authenticated(flow, match, issued, time.monotonic())

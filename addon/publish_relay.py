@@ -26,10 +26,9 @@ import h11
 from mitmproxy import http
 
 from addon.matching import Match
-from addon.protocol import ProviderError
 from addon.providers import TokenQuery
 from addon.publish_body import PublishBodyError, PublishedCrate, PublishSpool, PublishTooLarge
-from addon.state import VouchState
+from addon.state import NoToken, VouchState
 from addon.token_cache import IssuedToken
 from addon.write_gate import WriteRefused
 
@@ -157,14 +156,10 @@ class PublishRelay:
             except WriteRefused as exc:
                 raise RelayRefusal(403, str(exc)) from None
             query = TokenQuery("publish", (("name", crate.name), ("vers", crate.vers), ("cksum", crate.cksum)))
-            provider = self.state.providers[registry.name]
             try:
-                issued = await self.state.token(registry, query)
-            except ProviderError as exc:
-                message = f"cargo-vouch: no token for registry '{registry.name}' from {provider.description}: {exc.message}"
-                if exc.kind == "not-found" and provider.login_hint not in message:
-                    message += f" ({provider.login_hint})"
-                raise RelayRefusal(403, message) from None
+                issued = await self.state.token_or_refusal(registry, query)
+            except NoToken as exc:
+                raise RelayRefusal(403, str(exc)) from None
             try:
                 status, headers, body = await self._upstream(diverted, crate, spool, issued)
             except (OSError, ssl.SSLError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:

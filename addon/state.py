@@ -19,6 +19,10 @@ from addon.token_cache import IssuedToken, TokenCache
 logger = logging.getLogger("cargo-vouch")
 
 
+class NoToken(Exception):
+    """The provider gave no token; the message is the line the user sees in Cargo's output."""
+
+
 class VouchState:
     def __init__(self) -> None:
         self.config: VouchConfig | None = None
@@ -40,6 +44,17 @@ class VouchState:
 
     async def token(self, registry: RegistryRoutes, query: TokenQuery) -> IssuedToken:
         return await self.cache.get(registry.name, self.providers[registry.name], query)
+
+    async def token_or_refusal(self, registry: RegistryRoutes, query: TokenQuery) -> IssuedToken:
+        """The token for a request, or NoToken with what to tell the user instead."""
+        provider = self.providers[registry.name]
+        try:
+            return await self.token(registry, query)
+        except ProviderError as exc:
+            message = f"cargo-vouch: no token for registry '{registry.name}' from {provider.description}: {exc.message}"
+            if exc.kind == "not-found" and provider.login_hint not in message:
+                message += f" ({provider.login_hint})"
+            raise NoToken(message) from None
 
     def authorization(self, registry: RegistryRoutes, issued: IssuedToken) -> str:
         return registry.config.token_prefix + issued.token.value
