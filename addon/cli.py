@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     proxy = commands.add_parser("proxy", help="run the proxy in the foreground")
     proxy.add_argument("--listen", help=f"loopback HOST:PORT (default: [proxy] listen, else {paths.DEFAULT_LISTEN})")
+    proxy.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="cargo-vouch config file")
     proxy.set_defaults(func=cmd_proxy)
 
     run.add_parser(commands)

@@ -194,5 +194,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(environment only, no file written), and stops the proxy when CMD ends. Exits with CMD's status.",
     )
     run.add_argument("--listen", help="loopback HOST:PORT (default: 127.0.0.1 and a free port)")
+    run.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="cargo-vouch config file")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     run.set_defaults(func=cmd_run)
