@@ -28,6 +28,9 @@ logger = logging.getLogger("cargo-vouch")
 
 REDACTED = "<redacted by cargo-vouch>"
 CONDITIONAL_HEADERS = ("If-None-Match", "If-Modified-Since")
+#: The client's Authorization, and the headers some servers honour to run a POST as a PUT
+#: or DELETE: never sent to a registry.
+DROPPED_HEADERS = frozenset({b"authorization", b"x-http-method-override", b"x-http-method", b"x-method-override"})
 
 
 @dataclass
@@ -77,8 +80,12 @@ class TokenInjector:
         match = await self._match(flow.request)
         if match is None:
             return
-        # The client's own Authorization (a placeholder, a static token) never goes upstream.
-        flow.request.headers.pop("Authorization", None)
+        # The client's own Authorization (a placeholder, a static token) never goes upstream,
+        # nor a header that would make the server read the request as another method.
+        # One pass over the raw fields: this runs on every registry request.
+        fields = flow.request.headers.fields
+        if any(name.lower() in DROPPED_HEADERS for name, _ in fields):
+            flow.request.headers.fields = tuple((k, v) for k, v in fields if k.lower() not in DROPPED_HEADERS)
         try:
             await self._requestheaders(flow, match)
         except Exception as exc:  # noqa: BLE001 - mitmproxy would log it and forward the request
@@ -86,6 +93,14 @@ class TokenInjector:
 
     async def _requestheaders(self, flow: http.HTTPFlow, match: Match) -> None:
         registry = match.registry
+        if match.operation is Operation.UNRECOGNISED:
+            self._refuse(
+                flow,
+                match,
+                f"cargo-vouch: {flow.request.method} {flow.request.path} to registry '{registry.name}' is not a "
+                "request Cargo makes (neither a read nor publish, yank, unyank or owners); refused",
+            )
+            return
         if match.operation.is_write and not registry.config.allow_publish:
             self._refuse(
                 flow,

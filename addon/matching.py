@@ -8,9 +8,10 @@ path elsewhere (dot segments, encoded slashes) treated as foreign.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from addon.config import RegistryConfig, is_plain_path
 
@@ -23,6 +24,9 @@ class Operation(StrEnum):
     YANK = "yank"
     UNYANK = "unyank"
     OWNERS = "owners"
+    #: Changes something (a method other than GET/HEAD, or git's POST for fetching) but is
+    #: none of Cargo's writes: never sent with a token, whatever the config says.
+    UNRECOGNISED = "unrecognised"
 
     @property
     def is_write(self) -> bool:
@@ -59,34 +63,52 @@ class UrlPrefix:
         return f"https://{self.host}:{self.port}{self.path}"
 
 
+READ_METHODS = frozenset({"GET", "HEAD"})
+_PATH_PARAMS = re.compile(r";[^/]*")
+
+
 def crates_api_call(path: str) -> list[str] | None:
     """The segments after `api/v1/crates` in a Web API path, or None if it is not one.
 
     Looked for anywhere in the path, not only right under the learned `api` URL: a write
     must be recognised (and refused unless allowed) even before config.json was read, or
-    when the index and the API share a prefix.
+    when the index and the API share a prefix. `path` is decoded and without `;params`,
+    as a server may read it; the keywords match in any case.
     """
-    if "crates" not in path:  # nearly every request (index files, downloads): no split needed
+    if "crates" not in path.lower():  # nearly every request (index files, downloads): no split needed
         return None
     parts = [p for p in path.split("/") if p]
-    starts = [i for i in range(len(parts) - 2) if parts[i : i + 3] == ["api", "v1", "crates"]]
+    keys = [p.lower() for p in parts]
+    starts = [i for i in range(len(keys) - 2) if keys[i : i + 3] == ["api", "v1", "crates"]]
     return parts[starts[-1] + 3 :] if starts else None
 
 
 def classify_operation(path: str, method: str) -> tuple[Operation, tuple[str, ...]]:
-    """Cargo's operation for a request, with the crate name (and version) it names."""
-    rest = crates_api_call(path)
-    if rest is None:
+    """Cargo's operation for a request, with the crate name (and version) it names.
+
+    Decided as a server might decode the path (percent-escapes, `;params`, letter case),
+    and by method first: what is not a read and not one of Cargo's writes is refused,
+    so no spelling of a write passes as a read.
+    """
+    decoded = unquote(path) if "%" in path else path
+    if ";" in decoded:
+        decoded = _PATH_PARAMS.sub("", decoded)
+    rest = crates_api_call(decoded)
+    if rest:
+        verb = rest[-1].lower()
+        if len(rest) == 1 and verb == "new" and method == "PUT":
+            return Operation.PUBLISH, ()
+        if len(rest) == 3 and verb == "yank" and method == "DELETE":
+            return Operation.YANK, (rest[0], rest[1])
+        if len(rest) == 3 and verb == "unyank" and method == "PUT":
+            return Operation.UNYANK, (rest[0], rest[1])
+        if len(rest) == 2 and verb == "owners" and method in ("GET", "PUT", "DELETE"):
+            return Operation.OWNERS, (rest[0],)
+    if method in READ_METHODS:
         return Operation.READ, ()
-    if rest == ["new"] and method == "PUT":
-        return Operation.PUBLISH, ()
-    if len(rest) == 3 and rest[2] == "yank" and method == "DELETE":
-        return Operation.YANK, (rest[0], rest[1])
-    if len(rest) == 3 and rest[2] == "unyank" and method == "PUT":
-        return Operation.UNYANK, (rest[0], rest[1])
-    if len(rest) == 2 and rest[1] == "owners":
-        return Operation.OWNERS, (rest[0],)
-    return Operation.READ, ()
+    if method == "POST" and decoded.lower().endswith("/git-upload-pack"):
+        return Operation.READ, ()  # git's fetch: the refs it wants, in a POST body
+    return Operation.UNRECOGNISED, ()
 
 
 @dataclass(frozen=True)

@@ -290,3 +290,24 @@ async def test_config_json_is_reported_once_not_on_every_cargo_run(proxy, vouch_
         state.learned_from(registry, {"dl": "https://files.corp.example/crates"})
     assert caplog.text.count("which the CA does not cover") == 1
     assert caplog.text.count("dl=https://files.corp.example:443/crates/") == 1
+
+
+async def test_unrecognised_changing_requests_are_refused_even_when_writes_are_allowed(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG + "allow-publish = true\n")
+    state.router.registries[0].learn({"api": "https://cargo.corp.example/web"})
+    flow = registry_request(path="/web/api/v1/crates/foo/1.0.0/yank", method="POST",
+                            headers=[("X-HTTP-Method-Override", "DELETE")])
+    await injector.requestheaders(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert "is not a request Cargo makes" in flow.response.get_text()
+    assert "Authorization" not in flow.request.headers and "X-HTTP-Method-Override" not in flow.request.headers
+
+
+async def test_method_override_headers_never_reach_the_registry(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flow = registry_request(headers=[("x-http-method", "DELETE"), ("X-Method-Override", "PUT"), ("Accept", "*/*")])
+    await injector.requestheaders(flow)
+    assert flow.response is None and flow.request.headers["Authorization"]
+    assert flow.request.headers["Accept"] == "*/*"
+    assert "x-http-method" not in flow.request.headers and "X-Method-Override" not in flow.request.headers

@@ -119,3 +119,26 @@ def test_plain_paths():
     assert not is_plain_path("/index/./x")
     assert not is_plain_path("/index/%2E%2E/x")
     assert not is_plain_path("/index\\..\\x")
+
+
+@pytest.mark.parametrize(
+    "path,method,operation",
+    [
+        ("/api/v1/crates/ne%77", "PUT", Operation.PUBLISH),
+        ("/api/v1/crates/new;x", "PUT", Operation.PUBLISH),
+        ("/api/v1/%63rates/new", "PUT", Operation.PUBLISH),
+        ("/API/v1/crates/new", "PUT", Operation.PUBLISH),
+        ("/api/v1/crates/foo/1.0.0/yan%6b", "DELETE", Operation.YANK),
+        ("/api/v1/crates/foo/1.0.0/yank", "POST", Operation.UNRECOGNISED),
+        ("/git/index.git/git-receive-pack", "POST", Operation.UNRECOGNISED),
+        ("/index/config.json", "PUT", Operation.UNRECOGNISED),
+        ("/dl/foo/1.0.0/download", "DELETE", Operation.UNRECOGNISED),
+        ("/git/index.git/git-upload-pack", "POST", Operation.READ),
+        ("/dl/foo/1.0.0/download", "HEAD", Operation.READ),
+    ],
+)
+def test_no_spelling_of_a_write_passes_as_a_read(path: str, method: str, operation: Operation) -> None:
+    """What a server may decode (escapes, ;params, case) is classified as the server reads it,
+    and a changing method that is none of Cargo's writes is its own, always refused, kind."""
+    assert classify_operation(path, method)[0] is operation
+    assert Operation.UNRECOGNISED.is_write
