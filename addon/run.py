@@ -23,7 +23,8 @@ from addon.setup.environment import no_proxy_covers
 from ca.authority import ensure_ca
 
 #: The token Cargo sends where it insists on having one (`cargo publish` on any Cargo);
-#: the proxy replaces it with the provider's.
+#: the proxy replaces it with the provider's. A real one in the caller's environment is
+#: replaced too: the proxy (this process) still reads it for `cargo:token`.
 PLACEHOLDER_TOKEN = "cargo-vouch"
 PROXY_USER = "cargo-vouch"
 #: How long CMD gets to exit after we pass on a signal, before it is killed.
@@ -68,10 +69,12 @@ def child_environment(
             env[f"GIT_CONFIG_VALUE_{count + offset}"] = value
         env["GIT_CONFIG_COUNT"] = str(count + len(git_settings))
 
-    for name in config.registries:
-        token_variable = env_name(f"registries.{name}.token")
-        if not env.get(token_variable):
-            env[token_variable] = PLACEHOLDER_TOKEN
+    for name, registry in config.registries.items():
+        # CMD and everything it runs (build scripts, dependencies' code) get a placeholder,
+        # never a real token, and never the CI client secret the proxy itself reads.
+        env[env_name(f"registries.{name}.token")] = PLACEHOLDER_TOKEN
+        if registry.client_credentials and registry.client_credentials.client_secret_env:
+            env.pop(registry.client_credentials.client_secret_env, None)
 
     # curl honours NO_PROXY even with an explicit proxy: a registry host listed there
     # would be reached directly, without a token.

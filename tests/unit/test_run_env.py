@@ -27,11 +27,18 @@ def test_git_settings_are_scoped_to_git_indexes_and_appended_after_the_callers()
     assert "cargo.corp.example" not in "".join(v for k, v in env.items() if k.startswith("GIT_CONFIG_KEY"))
 
 
-def test_placeholder_token_only_where_unset() -> None:
+def test_cmd_gets_placeholders_never_a_real_token_or_the_client_secret() -> None:
     cfg = config(corp="sparse+https://a.example/i/", other_reg="sparse+https://b.example/i/")
-    env, _ = child_environment({"CARGO_REGISTRIES_CORP_TOKEN": "mine"}, cfg, SETTINGS)
-    assert env["CARGO_REGISTRIES_CORP_TOKEN"] == "mine"
+    env, _ = child_environment({"CARGO_REGISTRIES_CORP_TOKEN": "real-token"}, cfg, SETTINGS)
+    assert env["CARGO_REGISTRIES_CORP_TOKEN"] == "cargo-vouch"
     assert env["CARGO_REGISTRIES_OTHER_REG_TOKEN"] == "cargo-vouch"
+    ci = parse_config(
+        {"registries": {"corp": {"index": "sparse+https://a.example/i/", "client-credentials": {
+            "issuer": "https://vouch.example", "client-id": "ci", "client-secret-env": "VOUCH_CLIENT_SECRET"}}}},
+        Path("/cfg/config.toml"),
+    )
+    env, _ = child_environment({"VOUCH_CLIENT_SECRET": "s3cret", "OTHER": "kept"}, ci, SETTINGS)
+    assert "VOUCH_CLIENT_SECRET" not in env and env["OTHER"] == "kept"
     assert env["CARGO_HTTP_PROXY"] == SETTINGS.proxy_url and env["CARGO_HTTP_CAINFO"] == "/ca/cert.pem"
 
 
