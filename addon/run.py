@@ -29,6 +29,7 @@ PLACEHOLDER_TOKEN = "cargo-vouch"
 PROXY_USER = "cargo-vouch"
 #: How long CMD gets to exit after we pass on a signal, before it is killed.
 SIGNAL_GRACE_SECONDS = 10.0
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @dataclass(frozen=True)
@@ -94,50 +95,53 @@ def exit_status(returncode: int) -> int:
 
 
 async def run_command(argv: list[str], env: dict[str, str]) -> int:
-    """Runs CMD to its end; SIGINT and SIGTERM are passed on to it, then it is killed."""
+    """Runs CMD to its end; SIGINT, SIGTERM and SIGHUP are passed on to it, and if it is
+    still running SIGNAL_GRACE_SECONDS later, it is killed."""
     # Without a terminal (CI) CMD gets a process group of its own, so that a signal reaches
     # everything it started (rustc, build scripts) and nothing outlives `run`. With a
     # terminal it stays in the foreground group, where Ctrl-C reaches it directly and it
     # may still read the terminal.
     own_group = not sys.stdin.isatty()
-    try:
-        process = await asyncio.create_subprocess_exec(*argv, env=env, process_group=0 if own_group else None)
-    except OSError as exc:
-        print(f"cargo-vouch: run: cannot start '{argv[0]}': {exc.strerror or exc}", file=sys.stderr)
-        return 127
+    loop = asyncio.get_running_loop()
+    process: asyncio.subprocess.Process | None = None
+    received: list[int] = []
 
     def deliver(sig: int) -> None:
+        if process is None or (not own_group and process.returncode is not None):
+            return
         try:
             if own_group:
                 os.killpg(process.pid, sig)
-            elif process.returncode is None:
+            else:
                 process.send_signal(sig)
         except ProcessLookupError:
             pass
 
-    loop = asyncio.get_running_loop()
-    received: list[int] = []
-
     def on_signal(sig: int) -> None:
+        if not received:
+            loop.call_later(SIGNAL_GRACE_SECONDS, deliver, signal.SIGKILL)
         received.append(sig)
         deliver(sig)
 
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # Handlers first: a signal that arrives while CMD starts is passed on once it runs.
+    for sig in FORWARDED_SIGNALS:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        while True:
-            try:
-                returncode = await asyncio.wait_for(
-                    process.wait(), SIGNAL_GRACE_SECONDS if received else None
-                )
-                break
-            except TimeoutError:
-                deliver(signal.SIGKILL)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, env=env, process_group=0 if own_group else None
+            )
+        except OSError as exc:
+            print(f"cargo-vouch: run: cannot start '{argv[0]}': {exc.strerror or exc}", file=sys.stderr)
+            return 127
+        for early in received:
+            deliver(early)
+        returncode = await process.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in FORWARDED_SIGNALS:
             loop.remove_signal_handler(sig)
-        if received:
-            deliver(signal.SIGKILL)  # anything CMD left behind in its group
+    if received:
+        deliver(signal.SIGKILL)  # anything CMD left behind in its group
     return exit_status(returncode)
 
 

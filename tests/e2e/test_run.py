@@ -158,11 +158,13 @@ def test_child_sees_the_proxy_and_cainfo_but_the_parent_config_is_untouched(worl
     assert password not in result.stderr
 
 
-def _proxy_from_child(world: World, tmp: Path) -> tuple[subprocess.Popen[str], str, int]:
-    """Starts `run` with a CMD that reports its pid and proxy URL, then waits to be killed."""
+def _proxy_from_child(world: World, tmp: Path, deaf: bool = False) -> tuple[subprocess.Popen[str], str, int]:
+    """Starts `run` with a CMD that reports its pid and proxy URL, then waits to be killed
+    (`deaf`: ignoring SIGINT, SIGTERM and SIGHUP)."""
     report = tmp / "child-report"
     script = (
-        f"import os, pathlib, time; pathlib.Path({str(report)!r} + '.tmp').write_text("
+        ("import signal; [signal.signal(s, signal.SIG_IGN) for s in (2, 15, 1)]; " if deaf else "")
+        + f"import os, pathlib, time; pathlib.Path({str(report)!r} + '.tmp').write_text("
         "f\"{os.getpid()} {os.environ['CARGO_HTTP_PROXY']}\"); "
         f"os.replace({str(report)!r} + '.tmp', {str(report)!r}); time.sleep(600)"
     )
@@ -210,3 +212,13 @@ def test_sigterm_stops_cmd_and_proxy_and_strangers_are_refused(world: World, tmp
     port = int(proxy_url.rsplit(":", 1)[1])
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_a_command_that_ignores_sigterm_is_killed_after_the_grace_period(world: World, tmp_path: Path) -> None:
+    registry_config(world, world.registry.sparse_index_url)
+    process, _, child_pid = _proxy_from_child(world, tmp_path, deaf=True)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)  # SIGNAL_GRACE_SECONDS (10) later, not never
+    assert process.returncode == 128 + signal.SIGKILL
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)
