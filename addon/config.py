@@ -318,8 +318,8 @@ def _parse_registry(name: str, table: dict[str, object], fail, base: Path) -> Re
         raise fail(f"{where}.credential-provider", str(exc)) from None
 
     token_prefix = table.get("token-prefix", "")
-    if not isinstance(token_prefix, str) or not is_header_safe(token_prefix):
-        raise fail(f"{where}.token-prefix", "must be a string of printable ASCII, e.g. \"Bearer \"")
+    if not isinstance(token_prefix, str) or not is_header_safe(token_prefix) or token_prefix != token_prefix.lstrip():
+        raise fail(f"{where}.token-prefix", "must be printable ASCII not starting with a space, e.g. \"Bearer \"")
 
     prefixes = table.get("prefixes", [])
     if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):

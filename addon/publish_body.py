@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import tempfile
 from dataclasses import dataclass
@@ -44,13 +43,13 @@ class PublishedCrate:
 
 class PublishSpool:
     """Takes the body chunk by chunk; `finish()` says what it was. Use as a context
-    manager: the spool file is removed on exit, whatever happened."""
+    manager: the spool file is closed (and so gone) on exit, whatever happened."""
 
     def __init__(self, limit: int, directory: Path | None = None) -> None:
         self.limit = limit
-        fd, name = tempfile.mkstemp(prefix="cargo-vouch-publish-", dir=directory)  # 0600
-        self.path = Path(name)
-        self.file: BinaryIO = os.fdopen(fd, "w+b")
+        # Unlinked from the start (O_TMPFILE or unlink at once): no other process can open
+        # it, and nothing is left behind even if the proxy is killed mid-publish.
+        self.file: BinaryIO = tempfile.TemporaryFile(prefix="cargo-vouch-publish-", dir=directory)
         self.size = 0
         self._head = bytearray()  # the length prefixes and the JSON, until parsed
         self._json_len: int | None = None
@@ -64,7 +63,6 @@ class PublishSpool:
 
     def __exit__(self, *exc: object) -> None:
         self.file.close()
-        self.path.unlink(missing_ok=True)
 
     def feed(self, chunk: bytes) -> None:
         self.size += len(chunk)

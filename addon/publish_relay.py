@@ -37,6 +37,10 @@ logger = logging.getLogger("cargo-vouch")
 CHUNK = 64 * 1024
 #: A registry's answer to a publish is a small JSON document.
 MAX_ANSWER = 4 * 1024 * 1024
+#: mitmproxy sends the request head at once; anything slower is not mitmproxy.
+HEAD_TIMEOUT = 30.0
+#: From connecting to the registry to its answer, the crate upload included.
+UPSTREAM_TIMEOUT = 300.0
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "content-length", "authorization", "host", "expect",
@@ -78,12 +82,14 @@ class PublishRelay:
         self.log_line = log_line
         self._diverted: dict[str, Diverted] = {}
         self._server: asyncio.Server | None = None
+        self._starting = asyncio.Lock()
         self.port = 0
 
     async def start(self) -> None:
-        if self._server is None:
-            self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-            self.port = self._server.sockets[0].getsockname()[1]
+        async with self._starting:  # two first publishes at once: one server
+            if self._server is None:
+                self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+                self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -102,6 +108,9 @@ class PublishRelay:
         request.scheme, request.host, request.port = "http", "127.0.0.1", self.port
         request.path = f"/{relay_id}"
         request.headers["Host"] = f"127.0.0.1:{self.port}"
+        if "Content-Length" not in request.headers and "Transfer-Encoding" not in request.headers:
+            # An HTTP/2 client may send neither; the relay leg is HTTP/1.1 and needs framing.
+            request.headers["Transfer-Encoding"] = "chunked"
         request.stream = True
 
     def forget(self, flow: http.HTTPFlow) -> None:
@@ -111,7 +120,8 @@ class PublishRelay:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         conn = h11.Connection(h11.SERVER)
         try:
-            request = await _next_event(conn, reader)
+            async with asyncio.timeout(HEAD_TIMEOUT):  # an idle local connection is not kept
+                request = await _next_event(conn, reader)
             if not isinstance(request, h11.Request):
                 return
             diverted = self._diverted.pop(request.target.decode("ascii", "replace").lstrip("/"), None)
@@ -125,8 +135,13 @@ class PublishRelay:
                 await _answer(conn, writer, refusal.status, refusal.message.encode() + b"\n")
                 return
             await _answer(conn, writer, status, body, headers)
-        except (h11.ProtocolError, ConnectionError, asyncio.IncompleteReadError) as exc:
-            logger.warning(f"cargo-vouch: publish relay: {type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - fail closed with an answer, not a dropped connection
+            logger.warning(f"cargo-vouch: publish relay: {_reason(exc)}")
+            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                try:
+                    await _answer(conn, writer, 502, f"cargo-vouch: the publish failed ({_reason(exc)})\n".encode())
+                except Exception:  # noqa: BLE001 - the connection is gone as well
+                    pass
         finally:
             writer.close()
 
@@ -160,11 +175,15 @@ class PublishRelay:
                 issued = await self.state.token_or_refusal(registry, query)
             except NoToken as exc:
                 raise RelayRefusal(403, str(exc)) from None
+            if reader.at_eof():  # Cargo gave up while we waited for the touch or the token
+                raise RelayRefusal(400, "cargo-vouch: the client hung up before the publish was sent; nothing was sent")
             try:
-                status, headers, body = await self._upstream(diverted, crate, spool, issued)
-            except (OSError, ssl.SSLError, h11.ProtocolError, asyncio.IncompleteReadError) as exc:
-                self.log_line(diverted.match, "PUT", diverted.path, issued, f"error: {exc}", diverted.started)
-                raise RelayRefusal(502, f"cargo-vouch: publish to registry '{registry.name}' failed: {exc}") from None
+                async with asyncio.timeout(UPSTREAM_TIMEOUT):
+                    status, headers, body = await self._upstream(diverted, crate, spool, issued)
+            except (OSError, h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError) as exc:
+                reason = _reason(exc)
+                self.log_line(diverted.match, "PUT", diverted.path, issued, f"error: {reason}", diverted.started)
+                raise RelayRefusal(502, f"cargo-vouch: publish to registry '{registry.name}' failed: {reason}") from None
         if status in (401, 403):
             self.state.cache.refused(registry.name, issued.token.value)
         self.log_line(diverted.match, "PUT", diverted.path, issued, str(status), diverted.started)
@@ -180,7 +199,8 @@ class PublishRelay:
         )
         conn = h11.Connection(h11.CLIENT)
         try:
-            host = diverted.host if diverted.port == 443 else f"{diverted.host}:{diverted.port}"
+            name = f"[{diverted.host}]" if ":" in diverted.host else diverted.host
+            host = name if diverted.port == 443 else f"{name}:{diverted.port}"
             headers = [
                 (b"Host", host.encode()),
                 *diverted.headers,
@@ -195,7 +215,10 @@ class PublishRelay:
             _send(conn, writer, h11.EndOfMessage())
             await writer.drain()
             response = await _next_event(conn, reader)
-            assert isinstance(response, h11.Response)
+            while isinstance(response, h11.InformationalResponse):  # 100 Continue and the like
+                response = await _next_event(conn, reader)
+            if not isinstance(response, h11.Response):
+                raise h11.RemoteProtocolError("no response to the publish")
             body = bytearray()
             while isinstance(event := await _next_event(conn, reader), h11.Data):
                 body += event.data
@@ -205,6 +228,14 @@ class PublishRelay:
             return response.status_code, kept, bytes(body)
         finally:
             writer.close()
+
+
+def _reason(exc: BaseException) -> str:
+    """Why an exchange failed, in words that cannot quote a header: h11 would repeat the
+    offending header value, which may be the token, so only OS-level reasons are spelled out."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
 
 
 async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> object:

@@ -102,8 +102,11 @@ class TokenCache:
     async def _fetch(self, registry: str, provider: Provider, query: TokenQuery) -> IssuedToken:
         self.provider_calls += 1
         token = await provider.get(query)
-        if not is_header_safe(token.value):
-            raise ProviderError("other", "the provider's token has characters an HTTP header cannot carry")
+        if not is_header_safe(token.value) or token.value != token.value.strip():
+            # Never quoted: the value is the token. (h11, for one, would quote it back.)
+            raise ProviderError(
+                "other", "the provider's token has characters an HTTP header cannot carry, or spaces at an end"
+            )
         issued = describe(token)
         # Cargo reuses an operation-bound token only for reads: a publish token names its crate.
         reusable = token.operation_independent or query.operation == "read"
