@@ -281,3 +281,21 @@ async def test_cancelled_request_leaves_no_provider_running(tmp_path):
         await task
     pid = int(pidfile.read_text())
     assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+@pytest.mark.parametrize("value", ["secret-token ", " secret-token", "secret\r\nX-Evil: 1"])
+async def test_a_token_no_header_can_carry_is_refused_without_quoting_it(value: str) -> None:
+    from addon.protocol import Token
+    from addon.providers import TokenQuery
+    from addon.token_cache import TokenCache
+
+    class Provider:
+        description = "test provider"
+        login_hint = "none"
+
+        async def get(self, query: TokenQuery) -> Token:
+            return Token(value, "session")
+
+    with pytest.raises(ProviderError) as refused:
+        await TokenCache().get("corp", Provider(), TokenQuery())
+    assert "secret" not in refused.value.message
