@@ -383,7 +383,7 @@ class _Cancelled(Exception):
 
 
 #: One touch at a time per process: a key answers one request at a time (a queued write
-#: waits here, and its `timeout` counts from its own prompt).
+#: waits here; its prompt appears when its turn comes, its `timeout` counts from its start).
 _DEVICE_LOCK = threading.Lock()
 
 
@@ -393,14 +393,20 @@ def _get_assertion(
     client_data_hash: bytes,
     credential_id: bytes,
     cancel: threading.Event,
+    announce: Callable[[], object],
 ) -> AssertionResponse:
-    """Runs in a worker thread; `cancel` makes the device stop waiting (CTAPHID_CANCEL)."""
+    """Runs in a worker thread; `cancel` makes the device stop waiting (CTAPHID_CANCEL).
+
+    `announce` prints the prompt once this write has the key, not before: with writes
+    queued, an earlier prompt would name one write while the key signs another's challenge.
+    """
     while not _DEVICE_LOCK.acquire(timeout=0.1):
         if cancel.is_set():
             raise _Cancelled
     try:
         if cancel.is_set():
             raise _Cancelled
+        announce()
         device = device_factory()
         try:
             descriptor = {"type": "public-key", "id": credential_id}
@@ -438,12 +444,14 @@ async def require_touch(
     nonce = secrets.token_bytes(32)
     client_data_hash = hashlib.sha256(client_data(intent, nonce)).digest()
     cancel = threading.Event()
+    loop = asyncio.get_running_loop()
+    prompt = f"touch your key to {intent.describe()}"
     worker = asyncio.ensure_future(
         asyncio.to_thread(
-            _get_assertion, device_factory, enrollment.rp_id, client_data_hash, enrollment.credential_id, cancel
+            _get_assertion, device_factory, enrollment.rp_id, client_data_hash, enrollment.credential_id, cancel,
+            lambda: _on_loop(loop, on_wait, prompt),
         )
     )
-    on_wait(f"touch your key to {intent.describe()}")
     try:
         assertion = await asyncio.wait_for(asyncio.shield(worker), timeout)
     except TimeoutError:
@@ -461,6 +469,20 @@ async def require_touch(
     counter = verify_assertion(enrollment, assertion, client_data_hash)
     await asyncio.to_thread(counters.advance, enrollment, counter)
     return counter
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, on_wait: Callable[[str], None], prompt: str) -> None:
+    """From the worker thread: print the prompt on the event loop, and return once it is out."""
+    printed = threading.Event()
+
+    def show() -> None:
+        try:
+            on_wait(prompt)
+        finally:
+            printed.set()
+
+    loop.call_soon_threadsafe(show)
+    printed.wait(5)
 
 
 async def _stop(worker: asyncio.Future[AssertionResponse], cancel: threading.Event) -> None:

@@ -326,3 +326,25 @@ async def test_key_without_the_credential(enrolled):
     touch.enroll(other_key)
     with pytest.raises(TouchError, match="does not hold the enrolled credential"):
         await _touch(enrolled, other_key)
+
+
+async def test_queued_writes_are_announced_when_the_key_is_theirs(enrolled, soft):
+    """Two writes at once: the second's prompt appears only once the key works for it, so
+    the last line printed always names the write the key is signing."""
+    messages: list[str] = []
+    seen_when_opened: list[list[str]] = []
+
+    def factory():
+        seen_when_opened.append(list(messages))
+        return soft
+
+    yank = WriteIntent("corp", "yank", "hello", "0.1.0")
+    counters = CounterStore()
+    await asyncio.gather(
+        touch.require_touch(PUBLISH, enrolled, factory, on_wait=messages.append, counters=counters),
+        touch.require_touch(yank, enrolled, factory, on_wait=messages.append, counters=counters),
+    )
+    # When the key is opened for a write, the newest prompt is that write's own.
+    assert [len(seen) for seen in seen_when_opened] == [1, 2]
+    assert sorted(messages) == sorted(["touch your key to publish hello v0.1.0 to corp",
+                                       "touch your key to yank hello v0.1.0 on corp"])
