@@ -181,7 +181,7 @@ class ClientCredentialsProvider:
         if not isinstance(error, str):
             hint = f"; {self._check_hint}" if answer.status == 401 else ""
             return f"token endpoint {endpoint} answered HTTP {answer.status} to client `{self.config.client_id}`{hint}"
-        reason = _printable(error)
+        reason = _printable(error, secret)
         if isinstance(description, str) and description.strip():
             reason += f" ({_printable(description, secret)})"
         if error in _CLIENT_ERRORS:
