@@ -12,8 +12,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from addon import doctor, paths, run, setup, touch
-from addon.config import ConfigError, ListenAddress, load_config, parse_listen, registry_hosts
-from ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts, secure_directory
+from addon.config import (
+    ConfigError,
+    ListenAddress,
+    load_config,
+    parse_listen,
+    registry_hosts,
+)
+from ca.authority import (
+    ca_files,
+    ensure_ca,
+    issue_ca,
+    load_cert,
+    permitted_hosts,
+    secure_directory,
+)
 
 
 def _load_config_or_exit(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -39,7 +52,10 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 async def _serve(config_path: Path | None, listen: ListenAddress) -> int:
-    from addon.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: imported when needed
+    from addon.inprocess import (  # mitmproxy: imported when needed
+        ProxyFailedToStart,
+        start_proxy,
+    )
 
     try:
         proxy = await start_proxy(config_path, listen, log_to=sys.stdout)

@@ -32,7 +32,12 @@ from urllib.parse import quote, urlencode
 
 import jwt
 
-from addon.config import ClientCredentialsConfig, RegistryConfig, https_url_problem, load_private_key
+from addon.config import (
+    ClientCredentialsConfig,
+    RegistryConfig,
+    https_url_problem,
+    load_private_key,
+)
 from addon.protocol import ProviderError, Token
 from ca.authority import system_roots
 

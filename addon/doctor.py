@@ -28,7 +28,14 @@ from cryptography import x509
 
 from addon import cargo_config, paths
 from addon.cargo_config import CargoConfigError, Found
-from addon.config import ConfigError, ListenAddress, RegistryConfig, VouchConfig, load_config, registry_hosts
+from addon.config import (
+    ConfigError,
+    ListenAddress,
+    RegistryConfig,
+    VouchConfig,
+    load_config,
+    registry_hosts,
+)
 from addon.protocol import ProviderError
 from addon.providers import TokenQuery, provider_for
 from addon.setup.environment import env_overrides

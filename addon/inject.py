@@ -4,7 +4,7 @@ as soon as it has gone upstream.
 Injection happens in `requestheaders`: bodies stream through untouched (crate uploads
 and git packs can be large), and a valid cached token costs no process and no await on
 I/O. A publish, whose token request needs the crate's checksum from the end of its body,
-is handed to the publish relay (see publish_relay.py), which streams it.
+is handed to the write relay (see write_relay.py), which streams it.
 """
 
 from __future__ import annotations
@@ -16,13 +16,17 @@ from dataclasses import dataclass
 from mitmproxy import http
 
 from addon.answers import plain_refusal, refusal_for
-from addon.index_config import IndexConfigError, parse_index_config, without_auth_required
+from addon.index_config import (
+    IndexConfigError,
+    parse_index_config,
+    without_auth_required,
+)
 from addon.matching import Match, Operation
 from addon.providers import TokenQuery
-from addon.publish_relay import PublishRelay
 from addon.state import NoToken, VouchState
 from addon.token_cache import IssuedToken
 from addon.write_gate import WriteGate, WriteRefused
+from addon.write_relay import WriteRelay
 
 logger = logging.getLogger("cargo-vouch")
 
@@ -62,7 +66,7 @@ class TokenInjector:
     def __init__(self, state: VouchState, gate: WriteGate) -> None:
         self.state = state
         self.gate = gate
-        self.relay = PublishRelay(state, gate.confirm_publish, log_request)
+        self.relay = WriteRelay(state, gate, log_request)
         self._authenticated: dict[str, Authenticated] = {}
         self._config_json: set[str] = set()
 
@@ -121,6 +125,9 @@ class TokenInjector:
                 logger.warning(f"{registry.name} PUT {flow.request.path}: publish of {size} bytes refused (413)")
                 return
             await self.relay.divert(flow, match)
+            return
+        if match.operation is Operation.OWNERS and flow.request.method != "GET" and registry.config.touch:
+            await self.relay.divert(flow, match)  # the touch names the users, from the body
             return
         if match.operation.is_write:
             try:

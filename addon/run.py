@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 from addon import paths
 from addon.cargo_config import env_name
-from addon.config import ConfigError, ListenAddress, VouchConfig, load_config, parse_listen, registry_hosts
+from addon.config import (
+    ConfigError,
+    ListenAddress,
+    VouchConfig,
+    load_config,
+    parse_listen,
+    registry_hosts,
+)
 from addon.setup.environment import no_proxy_covers
 from ca.authority import ensure_ca
 
@@ -146,7 +153,10 @@ async def run_command(argv: list[str], env: dict[str, str]) -> int:
 
 
 async def _run(config: VouchConfig, listen: ListenAddress, argv: list[str]) -> int:
-    from addon.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: imported when needed
+    from addon.inprocess import (  # mitmproxy: imported when needed
+        ProxyFailedToStart,
+        start_proxy,
+    )
 
     password = secrets.token_urlsafe(24)
     try:

@@ -73,6 +73,9 @@ class WriteIntent:
     name: str
     vers: str | None = None
     cksum: str | None = None
+    #: For an owners change: PUT adds, DELETE removes these users.
+    method: str | None = None
+    users: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.operation not in WRITE_OPERATIONS:
@@ -84,6 +87,11 @@ class WriteIntent:
         if self.operation == "publish":
             return f"publish {crate} to {self.registry}"
         if self.operation == "owners":
+            users = ", ".join(self.users)
+            if users and self.method == "PUT":
+                return f"add {users} to the owners of {self.name} on {self.registry}"
+            if users and self.method == "DELETE":
+                return f"remove {users} from the owners of {self.name} on {self.registry}"
             return f"change owners of {self.name} on {self.registry}"
         return f"{self.operation} {crate} on {self.registry}"
 
@@ -94,7 +102,7 @@ def client_data(intent: WriteIntent, nonce: bytes) -> bytes:
     Canonical (sorted keys, no spaces) so the same write always hashes the same way and a
     changed checksum or version changes the hash, making the signature fail.
     """
-    data = {
+    data: dict[str, object] = {
         "type": "cargo-vouch.write",
         "registry": intent.registry,
         "operation": intent.operation,
@@ -103,6 +111,8 @@ def client_data(intent: WriteIntent, nonce: bytes) -> bytes:
         "cksum": intent.cksum,
         "nonce": websafe_encode(nonce),
     }
+    if intent.operation == "owners":
+        data.update(method=intent.method, users=list(intent.users))
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

@@ -35,13 +35,22 @@ class WriteGate:
     async def confirm_publish(self, match: Match, crate: PublishedCrate) -> None:
         await self._touch(match, crate.name, crate.vers, crate.cksum)
 
-    async def _touch(self, match: Match, name: str, vers: str | None, cksum: str | None) -> None:
+    async def confirm_owners(self, match: Match, method: str, users: tuple[str, ...]) -> None:
+        """Adding or removing owners, bound to the users named (the relay read the body)."""
+        await self._touch(match, match.crate[0], None, None, method=method, users=users)
+
+    async def _touch(
+        self, match: Match, name: str, vers: str | None, cksum: str | None,
+        method: str | None = None, users: tuple[str, ...] = (),
+    ) -> None:
         registry = match.registry.config
         if not registry.touch:
             return
-        from addon import touch  # python-fido2: loaded only where a registry asks for touch
+        from addon import (
+            touch,  # python-fido2: loaded only where a registry asks for touch
+        )
 
-        intent = touch.WriteIntent(registry.name, match.operation.value, name, vers, cksum)
+        intent = touch.WriteIntent(registry.name, match.operation.value, name, vers, cksum, method, users)
         try:
             # Read on every write, so that `cargo vouch enroll --force` takes effect at once.
             config_path = self.state.config.path if self.state.config else None

@@ -97,3 +97,24 @@ def test_touch_without_an_enrolled_key_refuses_writes(world: World) -> None:
     assert result.returncode != 0
     assert "run 'cargo vouch enroll'" in result.stderr, result.stderr
     assert world.registry.published == []
+
+
+def test_an_owners_change_names_the_users_it_adds_or_removes(world: World, key: Path) -> None:
+    world.login()
+    index = world.registry.git_index_url
+    configure(world, index, "allow-publish = true\ntouch = true\ntouch-timeout = 3\n")
+    project = library(world, index)
+    assert publish(world, project, "0.2.0").returncode == 0
+    legacy = toolchain_for("legacy")
+
+    added = cargo_in_run(world, legacy, project, "owner", "--add", "bob", "newlib")
+    assert added.returncode == 0, added.stderr
+    assert "touch your key to add bob to the owners of newlib on corp" in added.stderr
+
+    set_mode("no-presence", key)
+    refused = cargo_in_run(world, legacy, project, "owner", "--remove", "bob", "newlib")
+    assert refused.returncode != 0
+    assert "remove bob from the owners of newlib on corp" in refused.stderr, refused.stderr
+    listed = cargo_in_run(world, legacy, project, "owner", "--list", "newlib")
+    assert "bob" in listed.stdout, listed.stdout + listed.stderr  # still an owner: the removal never left
+    assert len([r for r in world.registry.requests if r.method == "DELETE"]) == 0

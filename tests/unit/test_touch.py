@@ -60,6 +60,15 @@ def test_describe_names_the_write():
     assert WriteIntent("corp", "yank", "hello", "0.1.0").describe() == "yank hello v0.1.0 on corp"
     assert WriteIntent("corp", "unyank", "hello", "0.1.0").describe() == "unyank hello v0.1.0 on corp"
     assert WriteIntent("corp", "owners", "hello").describe() == "change owners of hello on corp"
+    added = WriteIntent("corp", "owners", "hello", method="PUT", users=("bob", "eve"))
+    assert added.describe() == "add bob, eve to the owners of hello on corp"
+    removed = WriteIntent("corp", "owners", "hello", method="DELETE", users=("bob",))
+    assert removed.describe() == "remove bob from the owners of hello on corp"
+    nonce = b"\0" * 32
+    assert touch.client_data(added, nonce) != touch.client_data(
+        WriteIntent("corp", "owners", "hello", method="PUT", users=("bob", "mallory")), nonce)
+    assert touch.client_data(added, nonce) != touch.client_data(
+        WriteIntent("corp", "owners", "hello", method="DELETE", users=("bob", "eve")), nonce)
     with pytest.raises(ValueError):
         WriteIntent("corp", "read", "hello")
 

@@ -1,41 +1,48 @@
-"""Publishes go through a relay inside the proxy, so that a crate of any size streams.
+"""Writes whose token or touch depends on their body go through a relay inside the proxy.
 
 mitmproxy sends a request's headers upstream before its body when the body streams, and
 holds the whole body in memory (more than once, briefly) when it does not. A publish needs
-its token — and so its headers — to wait for the crate's checksum at the end of the body.
-So the addon points the publish at this relay, on loopback: mitmproxy streams the body to
-it, the relay spools it to a private file while hashing it, gets the token (and the touch,
-where the registry asks for one), then sends the request to the registry itself, over TLS
-verified like every other upstream connection, and hands the answer back.
+its token — and so its headers — to wait for the crate's checksum at the end of the body;
+with `touch = true`, an owners change needs its list of users for the prompt and the
+challenge. So the addon points such a request at this relay, on loopback: mitmproxy
+streams the body to it, the relay reads what it needs (a publish is spooled to a private
+file while it is hashed, never held in memory), gets the touch and the token, then sends
+the request to the registry itself, over TLS verified like every other upstream
+connection, and hands the answer back.
 
 The token never sits on a mitmproxy flow. The relay serves only paths it handed out: one
-random, single-use id per diverted publish, so no other local process can use it.
+random, single-use id per diverted request, so no other local process can use it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import logging
 import secrets
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import h11
 from mitmproxy import http
 
-from addon.matching import Match
+from addon.matching import Match, Operation
 from addon.providers import TokenQuery
-from addon.publish_body import PublishBodyError, PublishedCrate, PublishSpool, PublishTooLarge
+from addon.publish_body import PublishBodyError, PublishSpool, PublishTooLarge
 from addon.state import NoToken, VouchState
 from addon.token_cache import IssuedToken
-from addon.write_gate import WriteRefused
+from addon.write_gate import WriteGate, WriteRefused
 
 logger = logging.getLogger("cargo-vouch")
 
 CHUNK = 64 * 1024
-#: A registry's answer to a publish is a small JSON document.
+#: An owners request is a short list of user names.
+MAX_OWNERS_BODY = 64 * 1024
+#: A registry's answer to a write is a small JSON document.
 MAX_ANSWER = 4 * 1024 * 1024
 #: mitmproxy sends the request head at once; anything slower is not mitmproxy.
 HEAD_TIMEOUT = 30.0
@@ -58,9 +65,10 @@ class RelayRefusal(Exception):
 
 @dataclass
 class Diverted:
-    """Where a publish was really going, kept while its body streams to the relay."""
+    """Where a write was really going, kept while its body streams to the relay."""
 
     match: Match
+    method: str
     host: str
     port: int
     path: str
@@ -68,17 +76,14 @@ class Diverted:
     started: float = field(default_factory=time.monotonic)
 
 
-#: Asks for the touch (if the registry wants one) once the crate is known; raises
-#: WriteRefused to stop the publish.
-ConfirmWrite = Callable[[Match, PublishedCrate], Awaitable[None]]
 #: Logs the one line per authenticated request.
 LogLine = Callable[[Match, str, str, IssuedToken, str, float], None]
 
 
-class PublishRelay:
-    def __init__(self, state: VouchState, confirm: ConfirmWrite, log_line: LogLine) -> None:
+class WriteRelay:
+    def __init__(self, state: VouchState, gate: WriteGate, log_line: LogLine) -> None:
         self.state = state
-        self.confirm = confirm
+        self.gate = gate
         self.log_line = log_line
         self._diverted: dict[str, Diverted] = {}
         self._server: asyncio.Server | None = None
@@ -86,7 +91,7 @@ class PublishRelay:
         self.port = 0
 
     async def start(self) -> None:
-        async with self._starting:  # two first publishes at once: one server
+        async with self._starting:  # two first writes at once: one server
             if self._server is None:
                 self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
                 self.port = self._server.sockets[0].getsockname()[1]
@@ -102,7 +107,7 @@ class PublishRelay:
         request = flow.request
         relay_id = secrets.token_urlsafe(24)
         self._diverted[relay_id] = Diverted(
-            match, request.host, request.port, request.path,
+            match, request.method, request.host, request.port, request.path,
             [(k.encode(), v.encode()) for k, v in request.headers.items(multi=True) if k.lower() not in HOP_BY_HOP],
         )
         request.scheme, request.host, request.port = "http", "127.0.0.1", self.port
@@ -126,20 +131,23 @@ class PublishRelay:
                 return
             diverted = self._diverted.pop(request.target.decode("ascii", "replace").lstrip("/"), None)
             if diverted is None:
-                await _answer(conn, writer, 404, b"not a publish this proxy diverted\n")
+                await _answer(conn, writer, 404, b"not a request this proxy diverted\n")
                 return
             try:
-                status, headers, body = await self._publish(conn, reader, diverted)
+                if diverted.match.operation is Operation.OWNERS:
+                    status, headers, body = await self._owners(conn, reader, diverted)
+                else:
+                    status, headers, body = await self._publish(conn, reader, diverted)
             except RelayRefusal as refusal:
-                logger.warning(f"{diverted.match.registry.name} PUT {diverted.path}: {refusal.message}")
+                logger.warning(f"{diverted.match.registry.name} {diverted.method} {diverted.path}: {refusal.message}")
                 await _answer(conn, writer, refusal.status, refusal.message.encode() + b"\n")
                 return
             await _answer(conn, writer, status, body, headers)
         except Exception as exc:  # noqa: BLE001 - fail closed with an answer, not a dropped connection
-            logger.warning(f"cargo-vouch: publish relay: {_reason(exc)}")
+            logger.warning(f"cargo-vouch: write relay: {_reason(exc)}")
             if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 try:
-                    await _answer(conn, writer, 502, f"cargo-vouch: the publish failed ({_reason(exc)})\n".encode())
+                    await _answer(conn, writer, 502, f"cargo-vouch: the write failed ({_reason(exc)})\n".encode())
                 except Exception:  # noqa: BLE001 - the connection is gone as well
                     pass
         finally:
@@ -167,32 +175,63 @@ class PublishRelay:
             except PublishBodyError as exc:
                 raise RelayRefusal(400, f"cargo-vouch: the publish body is not Cargo's publish format: {exc}") from None
             try:
-                await self.confirm(diverted.match, crate)
+                await self.gate.confirm_publish(diverted.match, crate)
             except WriteRefused as exc:
                 raise RelayRefusal(403, str(exc)) from None
             query = TokenQuery("publish", (("name", crate.name), ("vers", crate.vers), ("cksum", crate.cksum)))
-            try:
-                issued = await self.state.token_or_refusal(registry, query)
-            except NoToken as exc:
-                raise RelayRefusal(403, str(exc)) from None
-            if reader.at_eof():  # Cargo gave up while we waited for the touch or the token
-                raise RelayRefusal(400, "cargo-vouch: the client hung up before the publish was sent; nothing was sent")
-            try:
-                async with asyncio.timeout(UPSTREAM_TIMEOUT):
-                    status, headers, body = await self._upstream(diverted, crate, spool, issued)
-            except (OSError, h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError) as exc:
-                reason = _reason(exc)
-                self.log_line(diverted.match, "PUT", diverted.path, issued, f"error: {reason}", diverted.started)
-                raise RelayRefusal(502, f"cargo-vouch: publish to registry '{registry.name}' failed: {reason}") from None
+            return await self._forward(reader, diverted, query, spool.file, crate.size)
+
+    async def _owners(
+        self, conn: h11.Connection, reader: asyncio.StreamReader, diverted: Diverted
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """`cargo owner --add/--remove`: `{"users": [...]}`, small, read whole."""
+        body = bytearray()
+        while isinstance(event := await _next_event(conn, reader), h11.Data):
+            body += event.data
+            if len(body) > MAX_OWNERS_BODY:
+                raise RelayRefusal(413, "cargo-vouch: the owners request body is too large")
+        try:
+            users = json.loads(body)["users"]
+            if not isinstance(users, list) or not all(isinstance(u, str) for u in users):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise RelayRefusal(400, 'cargo-vouch: the owners request body is not {"users": [...]}') from None
+        try:
+            await self.gate.confirm_owners(diverted.match, diverted.method, tuple(users))
+        except WriteRefused as exc:
+            raise RelayRefusal(403, str(exc)) from None
+        query = TokenQuery("owners", (("name", diverted.match.crate[0]),))
+        return await self._forward(reader, diverted, query, io.BytesIO(bytes(body)), len(body))
+
+    async def _forward(
+        self, reader: asyncio.StreamReader, diverted: Diverted, query: TokenQuery, body: BinaryIO, size: int
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The request to the registry with the provider's token, and its answer."""
+        registry = diverted.match.registry
+        try:
+            issued = await self.state.token_or_refusal(registry, query)
+        except NoToken as exc:
+            raise RelayRefusal(403, str(exc)) from None
+        if reader.at_eof():  # Cargo gave up while we waited for the touch or the token
+            raise RelayRefusal(400, "cargo-vouch: the client hung up before the request was sent; nothing was sent")
+        try:
+            async with asyncio.timeout(UPSTREAM_TIMEOUT):
+                status, headers, answer = await self._upstream(diverted, body, size, issued)
+        except (OSError, h11.ProtocolError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            reason = _reason(exc)
+            self.log_line(diverted.match, diverted.method, diverted.path, issued, f"error: {reason}", diverted.started)
+            raise RelayRefusal(
+                502, f"cargo-vouch: {query.operation} to registry '{registry.name}' failed: {reason}"
+            ) from None
         if status in (401, 403):
             self.state.cache.refused(registry.name, issued.token.value)
-        self.log_line(diverted.match, "PUT", diverted.path, issued, str(status), diverted.started)
-        return status, headers, body
+        self.log_line(diverted.match, diverted.method, diverted.path, issued, str(status), diverted.started)
+        return status, headers, answer
 
     async def _upstream(
-        self, diverted: Diverted, crate: PublishedCrate, spool: PublishSpool, issued: IssuedToken
+        self, diverted: Diverted, body: BinaryIO, size: int, issued: IssuedToken
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-        """The publish as Cargo sent it, with the token, the body read back from the spool."""
+        """The request as Cargo sent it, with the token; the body read back from `body`."""
         context = ssl.create_default_context(cafile=str(self.state.upstream_bundle))
         reader, writer = await asyncio.open_connection(
             diverted.host, diverted.port, ssl=context, server_hostname=diverted.host
@@ -205,11 +244,11 @@ class PublishRelay:
                 (b"Host", host.encode()),
                 *diverted.headers,
                 (b"Authorization", self.state.authorization(diverted.match.registry, issued).encode()),
-                (b"Content-Length", str(crate.size).encode()),
+                (b"Content-Length", str(size).encode()),
                 (b"Connection", b"close"),
             ]
-            _send(conn, writer, h11.Request(method="PUT", target=diverted.path, headers=headers))
-            while chunk := spool.file.read(CHUNK):
+            _send(conn, writer, h11.Request(method=diverted.method, target=diverted.path, headers=headers))
+            while chunk := body.read(CHUNK):
                 _send(conn, writer, h11.Data(data=chunk))
                 await writer.drain()
             _send(conn, writer, h11.EndOfMessage())
@@ -218,14 +257,14 @@ class PublishRelay:
             while isinstance(response, h11.InformationalResponse):  # 100 Continue and the like
                 response = await _next_event(conn, reader)
             if not isinstance(response, h11.Response):
-                raise h11.RemoteProtocolError("no response to the publish")
-            body = bytearray()
+                raise h11.RemoteProtocolError("no response from the registry")
+            answer = bytearray()
             while isinstance(event := await _next_event(conn, reader), h11.Data):
-                body += event.data
-                if len(body) > MAX_ANSWER:
-                    raise h11.RemoteProtocolError("the registry's answer to the publish is too large")
+                answer += event.data
+                if len(answer) > MAX_ANSWER:
+                    raise h11.RemoteProtocolError("the registry's answer is too large")
             kept = [(k, v) for k, v in response.headers if k.decode().lower() not in HOP_BY_HOP]
-            return response.status_code, kept, bytes(body)
+            return response.status_code, kept, bytes(answer)
         finally:
             writer.close()
 
