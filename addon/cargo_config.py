@@ -133,6 +133,12 @@ def get(key: str, cwd: Path) -> Found | None:
     name = env_name(key)
     if name in os.environ:
         return Found(os.environ[name], f"env {name}")
+    return file_value(key, cwd)
+
+
+def file_value(key: str, cwd: Path) -> Found | None:
+    """A value from Cargo's config files only, the deepest file winning, as Cargo reads them
+    (doctor tells a setting in the files from an environment override)."""
     return next(_file_values(key, cwd), None)
 
 

@@ -39,9 +39,9 @@ from addon.config import (
 from addon.protocol import ProviderError
 from addon.providers import TokenQuery, provider_for
 from addon.setup.environment import env_overrides
-from addon.setup.plan_setup import _git_index_url
+from addon.setup.plan_setup import git_index_url
 from addon.setup.proxy_address import proxy_url
-from addon.setup.redact import _redact
+from addon.setup.redact import redact_url
 from addon.token_cache import TokenCache
 from ca.authority import ca_files, load_cert, needs_reissue, permitted_hosts
 
@@ -173,15 +173,15 @@ def check_cargo_config(cwd: Path, proxy: str, ca: Path, registry: str | None) ->
     """
     hint = _setup_hint(registry, cwd)
     try:
-        found_proxy = _file_value("http.proxy", cwd)
-        found_ca = _file_value("http.cainfo", cwd)
+        found_proxy = cargo_config.file_value("http.proxy", cwd)
+        found_ca = cargo_config.file_value("http.cainfo", cwd)
     except CargoConfigError as exc:
         return Check("cargo config", False, str(exc), "fix the file")
     problems: list[str] = []
     if found_proxy is None:
         problems.append(f"http.proxy is not set in Cargo's config for {cwd}")
     elif not isinstance(found_proxy.value, str) or not _same_proxy(found_proxy.value, proxy):
-        shown = _redact(found_proxy.value) if isinstance(found_proxy.value, str) else repr(found_proxy.value)
+        shown = redact_url(found_proxy.value) if isinstance(found_proxy.value, str) else repr(found_proxy.value)
         problems.append(f"http.proxy = {shown} in {found_proxy.source}, but the proxy listens on {proxy}")
     if found_ca is None:
         problems.append(f"http.cainfo is not set in Cargo's config for {cwd}")
@@ -206,18 +206,18 @@ def check_registry_index(registry: RegistryConfig, config_path: Path | None, cwd
             name,
             False,
             f"Cargo's config for {cwd} has no [registries.{registry.name}]",
-            f'add [registries.{registry.name}] index = "{_redact(registry.index)}" to '
+            f'add [registries.{registry.name}] index = "{redact_url(registry.index)}" to '
             f"{cwd / '.cargo' / 'config.toml'}, then {_setup_hint(registry.name, cwd)}",
         )
     if found.value.rstrip("/") != registry.index.rstrip("/"):  # the comparison setup makes
         return Check(
             name,
             False,
-            f"Cargo's index is {_redact(found.value)} ({found.source}), cargo-vouch's is "
-            f"{_redact(registry.index)} ({config_path})",
+            f"Cargo's index is {redact_url(found.value)} ({found.source}), cargo-vouch's is "
+            f"{redact_url(registry.index)} ({config_path})",
             "make them the same",
         )
-    return Check(name, True, f"index {_redact(registry.index)} ({found.source})")
+    return Check(name, True, f"index {redact_url(registry.index)} ({found.source})")
 
 
 def check_git(registry: RegistryConfig, cwd: Path, proxy: str, ca: Path) -> Check | None:
@@ -226,7 +226,7 @@ def check_git(registry: RegistryConfig, cwd: Path, proxy: str, ca: Path) -> Chec
     name = f"git {registry.name}"
     try:
         found = cargo_config.registry_index(registry.name, cwd)
-        url = _git_index_url(found.value if found else registry.index)
+        url = git_index_url(found.value if found else registry.index)
         if url is None or not cargo_config.git_fetch_with_cli(cwd):
             return None
     except CargoConfigError as exc:
@@ -240,15 +240,15 @@ def check_git(registry: RegistryConfig, cwd: Path, proxy: str, ca: Path) -> Chec
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             return Check(name, False, f"cannot run git ({reason}); net.git-fetch-with-cli is on", "install git")
         if value is None:
-            problems.append(f"git's http.{var} for {_redact(url)} is not set")
+            problems.append(f"git's http.{var} for {redact_url(url)} is not set")
         elif (var == "proxy" and not _same_proxy(value, expected)) or (
             var == "sslCAInfo" and Path(value).expanduser().resolve() != ca.resolve()
         ):
-            shown = _redact(value) if var == "proxy" else value
-            problems.append(f"git's http.{var} for {_redact(url)} is {shown}, not {expected}")
+            shown = redact_url(value) if var == "proxy" else value
+            problems.append(f"git's http.{var} for {redact_url(url)} is {shown}, not {expected}")
     if problems:
         return Check(name, False, "; ".join(problems), hint)
-    return Check(name, True, f"git fetches {_redact(url)} through {proxy}, trusting the CA")
+    return Check(name, True, f"git fetches {redact_url(url)} through {proxy}, trusting the CA")
 
 
 def check_environment(registries: Iterable[RegistryConfig], cwd: Path, proxy: str, ca: Path) -> list[Check]:
@@ -261,7 +261,7 @@ def check_environment(registries: Iterable[RegistryConfig], cwd: Path, proxy: st
     seen: dict[tuple[str, str], Check] = {}
     for registry in registries:
         try:
-            git_cli = _git_index_url(registry.index) is not None and cargo_config.git_fetch_with_cli(cwd)
+            git_cli = git_index_url(registry.index) is not None and cargo_config.git_fetch_with_cli(cwd)
         except CargoConfigError:
             git_cli = False  # reported by the git check
         for override in env_overrides(registry.name, registry.index, proxy, str(ca), git_cli):
@@ -371,11 +371,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _file_value(key: str, cwd: Path) -> Found | None:
-    """A key's value from Cargo's config files only, the deepest file winning, as Cargo reads them."""
-    return next(cargo_config._file_values(key, cwd), None)
 
 
 def _config_path(found: Found) -> Path:

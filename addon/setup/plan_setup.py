@@ -18,7 +18,7 @@ from addon.setup.gitconfig import git_get_all
 from addon.setup.model import PROG, FileWrite, GitWrite, Plan, SetupError
 from addon.setup.proxy_address import proxy_url
 from addon.setup.records import _rebase
-from addon.setup.redact import _redact, _redact_key
+from addon.setup.redact import _redact_key, redact_url
 from addon.setup.toml_edit import _plain, _same_newlines
 
 
@@ -49,7 +49,7 @@ def plan_setup(
 
     changed_target = _plan_cargo_file(plan, target, registry, {"proxy": proxy, "cainfo": ca})
     changed_vouch = _plan_vouch_registry(plan, vouch_config, vouch_text, vouch_doc, registry, index)
-    git_url = _git_index_url(index) if cargo_config.git_fetch_with_cli(cwd) else None
+    git_url = git_index_url(index) if cargo_config.git_fetch_with_cli(cwd) else None
     changed_git = _plan_git(plan, registry, git_url, proxy, ca) if git_url else False
 
     targets = plan.records["targets"]
@@ -58,7 +58,7 @@ def plan_setup(
         entry = targets.setdefault(str(target), {"registries": [], "file": None, "keys": {}})
         if registry not in entry["registries"]:
             entry["registries"].append(registry)
-    header = f"{PROG}: registry '{registry}' ({_redact(index)}) via {proxy}"
+    header = f"{PROG}: registry '{registry}' ({redact_url(index)}) via {proxy}"
     if not plan.files and not plan.git:
         plan.done[:0] = [header, f"  already set up, nothing changed ({target})"]
     else:
@@ -67,7 +67,7 @@ def plan_setup(
     parts = urlsplit(index.removeprefix("sparse+"))
     if parts.scheme != "https":
         plan.notes.append(
-            f"warning: index {_redact(index)} is not https; cargo-vouch only authenticates "
+            f"warning: index {redact_url(index)} is not https; cargo-vouch only authenticates "
             "https registries"
         )
     if parts.username is not None or parts.password is not None:
@@ -151,7 +151,7 @@ def _plan_vouch_registry(
         if not isinstance(existing, str) or existing.rstrip("/") != index.rstrip("/"):
             plan.notes.append(
                 f"warning: {path}: [registries.{registry}] index = {_plain(existing)!r} differs "
-                f"from Cargo's {_redact(index)!r}; left as is, make them the same"
+                f"from Cargo's {redact_url(index)!r}; left as is, make them the same"
             )
         return False
     inline = isinstance(registries, tomlkit.items.InlineTable)
@@ -170,7 +170,7 @@ def _plan_vouch_registry(
     return True
 
 
-def _git_index_url(index: str) -> str | None:
+def git_index_url(index: str) -> str | None:
     """The URL git fetches for a git index over http(s); None for sparse or ssh indexes."""
     if index.startswith("sparse+"):
         return None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """A URL fit to print: any user:password part is dropped."""
     prefix = "sparse+" if url.startswith("sparse+") else ""
     parts = urlsplit(url.removeprefix(prefix))
@@ -20,4 +20,4 @@ def _redact(url: str) -> str:
 def _redact_key(key: str) -> str:
     section, _, rest = key.partition(".")
     url, _, var = rest.rpartition(".")
-    return f"{section}.{_redact(url)}.{var}"
+    return f"{section}.{redact_url(url)}.{var}"
