@@ -23,6 +23,7 @@ from addon.index_config import (
 )
 from addon.matching import Match, Operation
 from addon.providers import TokenQuery
+from addon.publish_body import too_large_message
 from addon.state import NoToken, VouchState
 from addon.token_cache import IssuedToken
 from addon.write_gate import WriteGate, WriteRefused
@@ -117,11 +118,7 @@ class TokenInjector:
             size = flow.request.headers.get("Content-Length", "")
             limit = registry.config.max_publish_size
             if size.isdigit() and int(size) > limit:
-                flow.response = plain_refusal(
-                    f"cargo-vouch: the crate is larger than max-publish-size ({limit} bytes) of "
-                    f"[registries.{registry.name}]; raise it there if the registry takes larger crates",
-                    status=413,
-                )
+                flow.response = plain_refusal(too_large_message(registry.name, limit), status=413)
                 logger.warning(f"{registry.name} PUT {flow.request.path}: publish of {size} bytes refused (413)")
                 return
             await self.relay.divert(flow, match)

@@ -31,6 +31,14 @@ class PublishTooLarge(Exception):
         self.limit = limit
 
 
+def too_large_message(registry: str, limit: int) -> str:
+    """What Cargo shows for a crate over the limit, whether Content-Length said so or the body did."""
+    return (
+        f"cargo-vouch: the crate is larger than max-publish-size ({limit} bytes) of "
+        f"[registries.{registry}]; raise it there if the registry takes larger crates"
+    )
+
+
 @dataclass(frozen=True)
 class PublishedCrate:
     """What the provider is told about a publish (Cargo's `name`, `vers`, `cksum`)."""

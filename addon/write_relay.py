@@ -32,7 +32,7 @@ from mitmproxy import http
 
 from addon.matching import Match, Operation
 from addon.providers import TokenQuery
-from addon.publish_body import PublishBodyError, PublishSpool, PublishTooLarge
+from addon.publish_body import PublishBodyError, PublishSpool, PublishTooLarge, too_large_message
 from addon.state import NoToken, VouchState
 from addon.token_cache import IssuedToken
 from addon.write_gate import WriteGate, WriteRefused
@@ -167,11 +167,7 @@ class WriteRelay:
                         break
                 crate = spool.finish()
             except PublishTooLarge:
-                raise RelayRefusal(
-                    413,
-                    f"cargo-vouch: the crate is larger than max-publish-size ({registry.config.max_publish_size} "
-                    f"bytes) of [registries.{registry.name}]; raise it there if the registry takes larger crates",
-                ) from None
+                raise RelayRefusal(413, too_large_message(registry.name, registry.config.max_publish_size)) from None
             except PublishBodyError as exc:
                 raise RelayRefusal(400, f"cargo-vouch: the publish body is not Cargo's publish format: {exc}") from None
             try:
