@@ -47,6 +47,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"cargo-vouch: --listen: {exc}", file=sys.stderr)
         return 2
+    # Before the proxy starts, as in `run`: mitmproxy would create its own CA there otherwise.
     ensure_ca(paths.ca_dir(), registry_hosts(config))
     return asyncio.run(_serve(config.path, listen))
 

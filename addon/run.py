@@ -199,6 +199,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         where = config.path or paths.config_path()[0]
         print(f"cargo-vouch: run: no registries in {where}; add one (or run 'cargo vouch setup')", file=sys.stderr)
         return 1
+    # Before the proxy starts: mitmproxy's TLS addon would otherwise create its own,
+    # unconstrained CA in the CA directory the moment it is pointed there.
     ensure_ca(paths.ca_dir(), registry_hosts(config))
     return asyncio.run(_run(config, listen, argv))
 
