@@ -56,6 +56,30 @@ def write_project(root: Path, index: str) -> Path:
     return project
 
 
+def demo_environment(root: Path, issuer_url: str, rustc: str) -> dict[str, str]:
+    """Everything under `root`: HOME, Cargo's and cargo-vouch's homes, the Vouch stand-in's
+    session (first on PATH), so nothing of the user's own setup takes part."""
+    home = root / "home"
+    home.mkdir(exist_ok=True)
+    return {
+        "PATH": os.pathsep.join([str(DEMO_BIN), str(Path(sys.executable).parent), os.environ["PATH"]]),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "CARGO_HOME": str(home / ".cargo"),
+        "CARGO_VOUCH_HOME": str(home / "cargo-vouch"),
+        "CARGO_VOUCH_CONFIG": str(root / "cargo-vouch.toml"),
+        "VOUCH_TEST_ISSUER": issuer_url,
+        "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(Path.home() / ".rustup")),
+        "RUSTC": rustc,
+        "CARGO_TARGET_DIR": str(root / "target"),
+        "CARGO_TERM_COLOR": "never",
+        "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1",
+        "LANG": "C.UTF-8",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+
+
 def say(line: str) -> None:
     print(f"demo: {line}", flush=True)
 
@@ -64,28 +88,10 @@ def main() -> int:
     cargo, rustc, legacy = pick_cargo()
     with tempfile.TemporaryDirectory(prefix="cargo-vouch-demo-") as scratch:
         root = Path(scratch)
-        home = root / "home"
-        home.mkdir()
         pki = make_test_pki(root / "pki")
         with Issuer() as issuer, TestRegistry(root / "registry", pki, issuer, [PRIVATE_CRATE]) as registry:
             index = registry.git_index_url if legacy else registry.sparse_index_url
-            env = {
-                "PATH": os.pathsep.join([str(DEMO_BIN), str(Path(sys.executable).parent), os.environ["PATH"]]),
-                "HOME": str(home),
-                "XDG_CONFIG_HOME": str(home / ".config"),
-                "CARGO_HOME": str(home / ".cargo"),
-                "CARGO_VOUCH_HOME": str(home / "cargo-vouch"),
-                "CARGO_VOUCH_CONFIG": str(root / "cargo-vouch.toml"),
-                "VOUCH_TEST_ISSUER": issuer.url,
-                "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(Path.home() / ".rustup")),
-                "RUSTC": rustc,
-                "CARGO_TARGET_DIR": str(root / "target"),
-                "CARGO_TERM_COLOR": "never",
-                "PYTHONPATH": str(REPO),
-                "PYTHONUNBUFFERED": "1",
-                "LANG": "C.UTF-8",
-                "GIT_CONFIG_NOSYSTEM": "1",
-            }
+            env = demo_environment(root, issuer.url, rustc)
             Path(env["CARGO_VOUCH_CONFIG"]).write_text(
                 f'[proxy]\nupstream-ca = "{pki.ca_cert}"\n\n[registries.corp]\nindex = "{index}"\n'
             )

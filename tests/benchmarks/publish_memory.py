@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from examples.demo.__main__ import DEMO_BIN, pick_cargo  # noqa: E402
+from examples.demo.__main__ import demo_environment, pick_cargo  # noqa: E402
 from examples.demo.cratebuild import CrateSpec  # noqa: E402
 from examples.demo.issuer import Issuer  # noqa: E402
 from examples.demo.registry import TestRegistry  # noqa: E402
@@ -39,20 +39,10 @@ def main(megabytes: int) -> int:
     cargo, rustc, legacy = pick_cargo()
     with tempfile.TemporaryDirectory(prefix="cargo-vouch-bench-") as scratch:
         root = Path(scratch)
-        home = root / "home"
-        home.mkdir()
         pki = make_test_pki(root / "pki")
         with Issuer() as issuer, TestRegistry(root / "registry", pki, issuer, [CrateSpec("hello", "0.1.0")]) as registry:
             index = registry.git_index_url if legacy else registry.sparse_index_url
-            env = {
-                **{k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "RUSTUP_HOME")},
-                "PATH": os.pathsep.join([str(DEMO_BIN), str(Path(sys.executable).parent), os.environ["PATH"]]),
-                "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "CARGO_HOME": str(home / ".cargo"),
-                "CARGO_VOUCH_HOME": str(home / "cargo-vouch"), "CARGO_VOUCH_CONFIG": str(root / "cv.toml"),
-                "VOUCH_TEST_ISSUER": issuer.url, "RUSTC": rustc, "CARGO_TARGET_DIR": str(root / "target"),
-                "PYTHONPATH": str(REPO), "GIT_CONFIG_NOSYSTEM": "1",
-                "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(Path.home() / ".rustup")),
-            }
+            env = demo_environment(root, issuer.url, rustc)
             Path(env["CARGO_VOUCH_CONFIG"]).write_text(
                 f'[proxy]\nupstream-ca = "{pki.ca_cert}"\n\n[registries.corp]\nindex = "{index}"\n'
                 f'allow-publish = true\nmax-publish-size = "{megabytes + 16}M"\n'
