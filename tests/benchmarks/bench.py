@@ -118,6 +118,19 @@ class Bench:
             "RUSTUP_HOME": os.environ.get("RUSTUP_HOME", str(Path.home() / ".rustup")),
         }
 
+    def vouch_env(self, work: Path) -> dict[str, str]:
+        """B's environment and cargo-vouch config in `work`; the provider counts its calls
+        in `work/provider-calls`. The CA home is shared, as a CI cache would keep it."""
+        calls = work / "provider-calls"
+        config = work / "cargo-vouch.toml"
+        config.write_text(
+            f'[proxy]\nupstream-ca = "{self.registry_ca}"\n\n'
+            f'[registries.bench]\nindex = "{self.registry.sparse_index}"\n'
+            f'credential-provider = ["cargo:token-from-stdout", "sh", "-c", "echo call >> {calls}; echo {TOKEN}"]\n'
+        )
+        return {**self.base_env(work / "cargo-home"), "CARGO_VOUCH_HOME": str(self.root / "cargo-vouch-home"),
+                "CARGO_VOUCH_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+
     def fetch_cmd(self, report: Path) -> list[str]:
         return [*TIMED, str(report), self.cargo, "fetch", "--quiet"]
 
@@ -146,14 +159,7 @@ class Bench:
         work = self.root / f"r{n}-B"
         work.mkdir()
         calls = work / "provider-calls"
-        config = work / "cargo-vouch.toml"
-        config.write_text(
-            f'[proxy]\nupstream-ca = "{self.registry_ca}"\n\n'
-            f'[registries.bench]\nindex = "{self.registry.sparse_index}"\n'
-            f'credential-provider = ["cargo:token-from-stdout", "sh", "-c", "echo call >> {calls}; echo {TOKEN}"]\n'
-        )
-        env = {**self.base_env(work / "cargo-home"), "CARGO_VOUCH_HOME": str(self.root / "cargo-vouch-home"),
-               "CARGO_VOUCH_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+        env = self.vouch_env(work)
         self.registry.clear_log()
         launched = time.time()
         run = subprocess.Popen([sys.executable, "-m", "addon.cli", "run", "--", *self.fetch_cmd(work / "t")],
@@ -200,12 +206,7 @@ class Bench:
     def stream_growth(self) -> tuple[float, float]:
         work = self.root / "stream"
         work.mkdir()
-        config = work / "cargo-vouch.toml"
-        config.write_text(
-            f'[proxy]\nupstream-ca = "{self.registry_ca}"\n\n'
-            f'[registries.bench]\nindex = "{self.registry.sparse_index}"\n'
-            f'credential-provider = ["cargo:token-from-stdout", "echo", "{TOKEN}"]\n'
-        )
+        env = self.vouch_env(work)
         go = work / "go"
         url = f"{self.registry.origin}/dl/huge/1.0.0/download"
         script = (
@@ -213,8 +214,6 @@ class Bench:
             f"subprocess.run(['curl', '-sS', '-o', '/dev/null', '--proxy', os.environ['CARGO_HTTP_PROXY'], "
             f"'--cacert', os.environ['CARGO_HTTP_CAINFO'], {url!r}], check=True)\n"
         )
-        env = {**self.base_env(work / "cargo-home"), "CARGO_VOUCH_HOME": str(self.root / "cargo-vouch-home"),
-               "CARGO_VOUCH_CONFIG": str(config), "PYTHONPATH": str(REPO)}
         self.registry.clear_log()
         run = subprocess.Popen([sys.executable, "-m", "addon.cli", "run", "--", sys.executable, "-c", script],
                                cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
