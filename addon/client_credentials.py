@@ -38,7 +38,7 @@ from addon.config import (
     https_url_problem,
     load_private_key,
 )
-from addon.protocol import ProviderError, Token
+from addon.protocol import Expires, ProviderError, Session, Token
 from ca.authority import system_roots
 
 if TYPE_CHECKING:
@@ -211,15 +211,15 @@ class ClientCredentialsProvider:
             )
         expires_in = document.get("expires_in")
         if isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
-            return Token(value, "expires", expiration=int(time.time() + expires_in), operation_independent=True)
+            return Token(value, Expires(int(time.time() + expires_in)), operation_independent=True)
         if expires_in is not None:
             raise ProviderError("other", f"token endpoint {endpoint} answered with an expires_in that is not a number")
         # expires_in is only RECOMMENDED (RFC 6749 §5.1). A JWT's own `exp` serves as well;
         # failing that, the token is kept until the registry refuses it, then fetched anew.
         exp = _unverified_exp(value)
         if exp is not None:
-            return Token(value, "expires", expiration=exp, operation_independent=True)
-        return Token(value, "session", operation_independent=True)
+            return Token(value, Expires(exp), operation_independent=True)
+        return Token(value, Session(), operation_independent=True)
 
     def _call(self, request: urllib.request.Request, timeout: float) -> _Answer:
         """One HTTPS exchange: direct, verified, no redirects; errors named, never raised raw."""

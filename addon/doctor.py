@@ -36,7 +36,7 @@ from addon.config import (
     load_config,
     registry_hosts,
 )
-from addon.protocol import ProviderError
+from addon.protocol import Dialect, ProviderError
 from addon.providers import TokenQuery, provider_for
 from addon.setup.environment import env_overrides
 from addon.setup.plan_setup import git_index_url
@@ -288,7 +288,8 @@ def check_proxy(listen: ListenAddress) -> Check:
 
 
 def check_provider(registry: RegistryConfig, upstream_ca: Path | None = None, now: float | None = None) -> Check:
-    """The registry's provider hands out a token now; shows whose and for how long."""
+    """The registry's provider hands out a token now; shows whose, for how long, and in
+    which dialect of the protocol an external provider answered."""
     name = f"provider {registry.name}"
     provider = provider_for(registry, upstream_ca)
     try:
@@ -300,16 +301,22 @@ def check_provider(registry: RegistryConfig, upstream_ca: Path | None = None, no
             hint = "then run 'cargo vouch doctor' again"
         elif exc.kind != "not-found":
             hint = f"check that `{provider.description}` works on its own; if it needs a session: {hint}"
-        return Check(name, False, f"{provider.description}: {exc.message}", hint)
+        return Check(name, False, f"{provider.description}: {exc.message}{_dialect(exc.dialect)}", hint)
     subject = f"subject={issued.subject}" if issued.subject else "subject unknown (not a JWT)"
+    dialect = _dialect(issued.token.dialect)
     left = issued.seconds_left(time.time() if now is None else now)
     if left is None:
-        return Check(name, True, f"{provider.description}: {subject}, no expiry")
+        return Check(name, True, f"{provider.description}: {subject}, no expiry{dialect}")
     if left <= 0:
         return Check(
-            name, False, f"{provider.description}: {subject}, expired {_duration(-left)} ago", provider.login_hint
+            name, False, f"{provider.description}: {subject}, expired {_duration(-left)} ago{dialect}",
+            provider.login_hint,
         )
-    return Check(name, True, f"{provider.description}: {subject} expires in {_duration(left)}")
+    return Check(name, True, f"{provider.description}: {subject} expires in {_duration(left)}{dialect}")
+
+
+def _dialect(dialect: Dialect | None) -> str:
+    return "" if dialect is None else f"; {dialect.describe()}"
 
 
 # ---------------------------------------------------------------- running

@@ -1,24 +1,71 @@
-"""Cargo's credential-provider protocol, version 1, as typed messages.
+"""Cargo's credential-provider protocol, version 1, as typed messages — in both dialects.
 
 Mirrors the types of Cargo's `cargo-credential` crate (`CredentialRequest`,
-`CredentialResponse::Get`, `Error`) so that any provider written for Cargo, Vouch's
-included, answers us exactly as it answers Cargo.
+`CredentialResponse::Get`, `CacheControl`, `Error`). Two dialects of it are spoken in the
+wild, and a provider that answers in either must work:
+
+- Cargo's own (what Cargo >= 1.74 sends and any provider built on `cargo-credential`
+  answers): the action's fields flattened into the request, answers wrapped as
+  `{"Ok":{…}}` / `{"Err":{…}}`.
+- Vouch's (`vouch credential cargo`, see VOUCH.md): the action read from a nested
+  `"action":{…}` object, answers unwrapped, with `"cache":{"expires":{"expiration":N}}`
+  and `"operation-independent"`.
+
+So every request carries the action twice, flattened and nested (each side ignores the
+form it does not read), and `parse_response` reads either answer into the same types.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Literal
 
 PROTOCOL_VERSION = 1
 
-CacheControl = Literal["expires", "session", "never"]
 ErrorKind = Literal["not-found", "url-not-supported", "operation-not-supported", "other"]
+#: Error kinds passed on as they are; any other kind a provider names becomes "other".
+_KNOWN_ERROR_KINDS: frozenset[str] = frozenset({"not-found", "url-not-supported", "operation-not-supported"})
+#: Error kinds Vouch's unwrapped dialect uses besides those ("other" included).
+_VOUCH_ERROR_KINDS: frozenset[str] = _KNOWN_ERROR_KINDS | {"other", "unsupported-version"}
+
+
+class Dialect(StrEnum):
+    """How a provider answered: which of the protocol's two spellings it speaks."""
+
+    CARGO = "cargo"
+    VOUCH = "vouch"
+
+    def describe(self) -> str:
+        if self is Dialect.CARGO:
+            return 'answers in Cargo\'s protocol ({"Ok":…}/{"Err":…})'
+        return "answers in Vouch's dialect (unwrapped)"
 
 
 class ProtocolError(Exception):
-    """The provider said something that is not protocol v1."""
+    """The provider said something that is not protocol v1 in either dialect."""
+
+
+@dataclass(frozen=True)
+class Expires:
+    """Reuse while now + 60 s < expiration (unix seconds)."""
+
+    expiration: int
+
+
+@dataclass(frozen=True)
+class Session:
+    """Reuse until the registry refuses it."""
+
+
+@dataclass(frozen=True)
+class Never:
+    """One use."""
+
+
+#: `expires` always carries its expiration: one without cannot be built.
+CacheControl = Expires | Session | Never
 
 
 @dataclass(frozen=True)
@@ -35,20 +82,27 @@ class RegistryInfo:
 
 @dataclass(frozen=True)
 class CredentialRequest:
-    """`{"v":1,"registry":…,"kind":"get","operation":…,"args":[]}` plus the operation's fields."""
+    """A `get` for one operation, written so that both dialects read it.
+
+    Cargo's line — `{"v":1,"registry":…,"kind":"get","operation":…,<fields>,"args":[]}` —
+    plus the same action as `"action":{"kind":"get","operation":…,<fields>}` for Vouch.
+    """
 
     registry: RegistryInfo
     operation: str = "read"
     operation_fields: dict[str, str] = field(default_factory=dict)
     args: tuple[str, ...] = ()
 
+    def action(self) -> dict[str, object]:
+        return {"kind": "get", "operation": self.operation, **self.operation_fields}
+
     def to_line(self) -> bytes:
+        action = self.action()
         message: dict[str, object] = {
             "v": PROTOCOL_VERSION,
             "registry": self.registry.to_json(),
-            "kind": "get",
-            "operation": self.operation,
-            **self.operation_fields,
+            **action,
+            "action": action,
             "args": list(self.args),
         }
         return json.dumps(message, separators=(",", ":")).encode() + b"\n"
@@ -60,17 +114,24 @@ class Token:
 
     value: str = field(repr=False)
     cache: CacheControl
-    expiration: int | None = None
     operation_independent: bool = True
+    #: How an external provider answered; None for the built-in ones.
+    dialect: Dialect | None = field(default=None, compare=False)
+
+    @property
+    def expiration(self) -> int | None:
+        return self.cache.expiration if isinstance(self.cache, Expires) else None
 
 
 class ProviderError(Exception):
-    """An `Err` answer, or our own failure to get one (kind "other")."""
+    """An error answer, or our own failure to get one (kind "other")."""
 
-    def __init__(self, kind: ErrorKind, message: str) -> None:
+    def __init__(self, kind: ErrorKind, message: str, dialect: Dialect | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
+        #: How the provider answered, when the error is its answer.
+        self.dialect = dialect
 
 
 def parse_hello(line: bytes) -> None:
@@ -85,38 +146,93 @@ def parse_hello(line: bytes) -> None:
 
 
 def parse_response(line: bytes) -> Token:
-    """Returns the token or raises ProviderError for an `Err`; ProtocolError for garbage."""
+    """The token of a `get` answer in either dialect; raises ProviderError for an error
+    answer and ProtocolError for anything else, which is never quoted."""
     try:
         message = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ProtocolError(f"answer is not JSON: {_preview(line)}") from None
-    if not isinstance(message, dict) or len(message) != 1:
-        raise ProtocolError("answer is neither {\"Ok\":…} nor {\"Err\":…}")
+    if not isinstance(message, dict):
+        raise ProtocolError("answer is not a JSON object")
+    if "Ok" in message or "Err" in message:
+        return _parse_cargo(message)
+    if "kind" in message:
+        return _parse_vouch(message)
+    raise ProtocolError('answer is neither Cargo\'s {"Ok":…} / {"Err":…} nor Vouch\'s {"kind":…}')
+
+
+def _parse_cargo(message: dict[str, object]) -> Token:
+    """`{"Ok":{"kind":"get","token":…,"cache":"expires","expiration":N,"operation_independent":…}}`
+    or `{"Err":{"kind":…,"message":…}}`."""
+    if len(message) != 1:
+        raise ProtocolError('answer has keys beside "Ok" or "Err"')
     if "Err" in message:
         err = message["Err"]
         if not isinstance(err, dict) or not isinstance(err.get("kind"), str):
             raise ProtocolError("Err without a kind")
-        kind = err["kind"]
-        if kind not in ("not-found", "url-not-supported", "operation-not-supported"):
-            kind = "other"
-        text = err.get("message")
-        raise ProviderError(kind, text if isinstance(text, str) else kind)
-    ok = message.get("Ok")
+        raise _error(err["kind"], err.get("message"), Dialect.CARGO)
+    ok = message["Ok"]
     if not isinstance(ok, dict) or ok.get("kind") != "get":
         raise ProtocolError("Ok answer is not of kind 'get'")
-    token = ok.get("token")
+    cache: CacheControl
+    match ok.get("cache"):
+        case "expires":
+            cache = Expires(_expiration(ok.get("expiration")))
+        case "session":
+            cache = Session()
+        case "never":
+            cache = Never()
+        case _:
+            raise ProtocolError("unknown cache control (expected \"expires\", \"session\" or \"never\")")
+    return Token(_token(ok), cache, _independent(ok, "operation_independent"), Dialect.CARGO)
+
+
+def _parse_vouch(message: dict[str, object]) -> Token:
+    """`{"kind":"get","token":…,"cache":{"expires":{"expiration":N}}|"session"|"never",
+    "operation-independent":…}` or `{"kind":"not-found"|…,"message":…}`."""
+    kind = message["kind"]
+    if kind != "get":
+        if not isinstance(kind, str) or kind not in _VOUCH_ERROR_KINDS:
+            raise ProtocolError("unwrapped answer of an unknown kind (expected \"get\" or an error kind)")
+        raise _error(kind, message.get("message"), Dialect.VOUCH)
+    cache: CacheControl
+    match message.get("cache"):
+        case {"expires": {"expiration": expiration}} as shape if len(shape) == 1:
+            cache = Expires(_expiration(expiration))
+        case "session":
+            cache = Session()
+        case "never":
+            cache = Never()
+        case _:
+            raise ProtocolError(
+                'unknown cache control (expected {"expires":{"expiration":N}}, "session" or "never")'
+            )
+    return Token(_token(message), cache, _independent(message, "operation-independent"), Dialect.VOUCH)
+
+
+def _error(kind: str, message: object, dialect: Dialect) -> ProviderError:
+    known: ErrorKind = kind if kind in _KNOWN_ERROR_KINDS else "other"  # type: ignore[assignment]
+    return ProviderError(known, message if isinstance(message, str) and message else kind, dialect)
+
+
+def _token(answer: dict[str, object]) -> str:
+    token = answer.get("token")
     if not isinstance(token, str) or not token:
-        raise ProtocolError("Ok answer has no token")
-    cache = ok.get("cache")
-    if cache not in ("expires", "session", "never"):
-        raise ProtocolError(f"unknown cache control {cache!r}")
-    expiration = ok.get("expiration")
-    if cache == "expires" and (isinstance(expiration, bool) or not isinstance(expiration, int)):
+        raise ProtocolError("get answer has no token")
+    return token
+
+
+def _expiration(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise ProtocolError("cache 'expires' without an integer expiration")
-    independent = ok.get("operation_independent", True)
+    return value
+
+
+def _independent(answer: dict[str, object], key: str) -> bool:
+    independent = answer.get(key, True)
     if not isinstance(independent, bool):
-        raise ProtocolError("operation_independent is not a boolean")
-    return Token(token, cache, expiration if cache == "expires" else None, independent)
+        raise ProtocolError(f"{key} is not a boolean")
+    return independent
 
 
 def _preview(line: bytes) -> str:

@@ -23,6 +23,7 @@ from addon.protocol import (
     ProtocolError,
     ProviderError,
     RegistryInfo,
+    Session,
     Token,
     parse_hello,
     parse_response,
@@ -127,7 +128,7 @@ class CargoTokenProvider:
     async def get(self, query: TokenQuery) -> Token:
         value = os.environ.get(self.env_var)
         if value:
-            return Token(value, "session")
+            return Token(value, Session())
         home = Path(os.environ.get("CARGO_HOME") or Path.home() / ".cargo")
         for path in (home / "credentials.toml", home / "credentials"):
             if not path.exists():
@@ -138,7 +139,7 @@ class CargoTokenProvider:
                 raise ProviderError("other", f"{path}: cannot read credentials: {exc}") from None
             token = data.get("registries", {}).get(self.registry.name, {}).get("token")
             if isinstance(token, str) and token:
-                return Token(token, "session")
+                return Token(token, Session())
             break
         raise ProviderError("not-found", f"no token found for registry `{self.registry.name}`")
 
@@ -173,4 +174,4 @@ class TokenFromStdoutProvider:
         token = stdout.decode("utf-8", "replace").splitlines()[:1]
         if not token or not token[0].strip():
             raise ProviderError("other", f"`{self.argv[0]}` printed no token")
-        return Token(token[0].strip(), "session")
+        return Token(token[0].strip(), Session())

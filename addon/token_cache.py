@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import jwt
 
 from addon.config import is_header_safe
-from addon.protocol import ProviderError, Token
+from addon.protocol import Expires, Never, ProviderError, Session, Token
 from addon.providers import Provider, TokenQuery
 
 #: Cargo refreshes an `expires` token this long before it runs out.
@@ -63,11 +63,11 @@ class TokenCache:
         self.provider_calls = 0
 
     def _usable(self, issued: IssuedToken) -> bool:
-        if issued.token.cache == "session":
-            return True
-        if issued.token.cache == "expires":
-            assert issued.token.expiration is not None
-            return self._clock() + EXPIRY_MARGIN_SECONDS < issued.token.expiration
+        match issued.token.cache:
+            case Session():
+                return True
+            case Expires(expiration):
+                return self._clock() + EXPIRY_MARGIN_SECONDS < expiration
         return False
 
     def cached(self, registry: str, query: TokenQuery) -> IssuedToken | None:
@@ -94,7 +94,7 @@ class TokenCache:
             self._pending[key] = task
             task.add_done_callback(lambda _: self._pending.pop(key, None))
         issued = await asyncio.shield(task)
-        if joined and issued.token.cache == "never":
+        if joined and isinstance(issued.token.cache, Never):
             # A one-use token belongs to the request that asked for it; the others ask again.
             return await self._fetch(registry, provider, query)
         return issued
@@ -110,7 +110,7 @@ class TokenCache:
         issued = describe(token)
         # Cargo reuses an operation-bound token only for reads: a publish token names its crate.
         reusable = token.operation_independent or query.operation == "read"
-        if token.cache != "never" and reusable:
+        if not isinstance(token.cache, Never) and reusable:
             self._tokens[(registry, None if token.operation_independent else query.operation)] = issued
         return issued
 

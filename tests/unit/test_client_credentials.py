@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from addon.client_credentials import ClientCredentialsProvider, basic_authorization
 from addon.config import ClientCredentialsConfig, ConfigError, RegistryConfig, load_config
-from addon.protocol import ProviderError
+from addon.protocol import Expires, ProviderError
 from addon.providers import TokenQuery, provider_for
 from addon.token_cache import EXPIRY_MARGIN_SECONDS, TokenCache
 from examples.demo.issuer import Issuer
@@ -97,7 +97,7 @@ async def test_client_secret_gets_an_expiring_token(oauth, monkeypatch):
     monkeypatch.setenv(SECRET_ENV, SECRET)
     before = time.time()
     token = await provider(oauth).get(TokenQuery())
-    assert token.cache == "expires" and token.operation_independent
+    assert isinstance(token.cache, Expires) and token.operation_independent
     assert int(before) + 600 <= token.expiration <= int(time.time()) + 600
     [request] = oauth.token_requests
     assert (request.granted, request.client_id, request.auth_method) == (True, "ci-builder", "client_secret_basic")
@@ -225,7 +225,7 @@ async def test_without_expires_in_the_tokens_own_exp_counts(oauth, monkeypatch):
     monkeypatch.setenv(SECRET_ENV, SECRET)
     oauth.expires_in = None
     token = await provider(oauth).get(TokenQuery())
-    assert token.cache == "expires"
+    assert isinstance(token.cache, Expires)
     assert token.expiration == registry_claims(oauth, token.value)["exp"]
 
 

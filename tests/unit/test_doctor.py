@@ -137,6 +137,7 @@ def test_passes_on_a_correct_setup(env: Env, capsys, vouch_session: str) -> None
     assert f"127.0.0.1:{env.port} accepts connections" in result.line("ok   proxy:")
     provider = result.line("ok   provider corp:")
     assert "subject=alice@example.com expires in 7h5" in provider
+    assert provider.endswith("; answers in Vouch's dialect (unwrapped)")
     assert vouch_session not in result.out + result.err
     assert vouch_session.split(".")[1] not in result.out + result.err  # not even the claims part
 
@@ -311,6 +312,26 @@ def test_logged_out_fails_with_vouch_login(env: Env, capsys) -> None:
     assert "vouch credential cargo --: not authenticated for registry 'corp' - run 'vouch login' first" in line
     assert line.endswith("— then run 'cargo vouch doctor' again")
     assert "1 of 8 checks failed" in result.out
+
+
+def test_provider_check_names_cargo_s_dialect_for_a_cargo_protocol_provider(env: Env, vouch_session: str) -> None:
+    with env.vouch_config.open("a") as f:
+        f.write('credential-provider = ["provider-cargo-strict"]\n')
+    registry = load_config(env.vouch_config).registries["corp"]
+
+    check = doctor.check_provider(registry)
+
+    assert check.ok, check.line()
+    assert check.detail.startswith("provider-cargo-strict: subject=alice@example.com expires in 7h5")
+    assert check.detail.endswith('; answers in Cargo\'s protocol ({"Ok":…}/{"Err":…})')
+
+
+def test_logged_out_vouch_dialect_error_is_named(env: Env) -> None:
+    registry = load_config(env.vouch_config).registries["corp"]
+
+    check = doctor.check_provider(registry)
+
+    assert not check.ok and "run 'vouch login' first; answers in Vouch's dialect (unwrapped)" in check.detail
 
 
 def test_expired_token_fails(env: Env, vouch_session: str) -> None:

@@ -296,14 +296,20 @@ def provider(
     return [json.loads(out) for out in proc.stdout.splitlines()], proc
 
 
-def get_request(op: str = "read", kind: str = "get") -> dict:
-    return {
-        "v": 1,
-        "registry": {"index-url": "sparse+https://cargo.corp.example/index/", "name": "corp"},
-        "kind": kind,
-        "operation": op,
-        "args": [],
-    }
+FIELDS = {"publish": {"name": "hello", "vers": "0.2.0", "cksum": "ab" * 32}, "yank": {"name": "hello", "vers": "0.1.0"}}
+
+
+def get_request(op: str = "read", kind: str = "get", *, flattened: bool = True, nested: bool = True,
+                version: int = 1, fields: dict | None = None) -> dict:
+    """A request line; cargo-vouch sends the action both flattened (Cargo) and nested (Vouch)."""
+    action = {"kind": kind, **({"operation": op} if kind == "get" else {}), **(FIELDS.get(op, {}) if fields is None else fields)}
+    request: dict = {"v": version, "registry": {"index-url": "sparse+https://cargo.corp.example/index/", "name": "corp"}}
+    if flattened:
+        request.update(action)
+    if nested:
+        request["action"] = action
+    request["args"] = []
+    return request
 
 
 PLUGIN = ["credential", "cargo", "--", "--cargo-plugin"]
@@ -314,13 +320,26 @@ def test_vouch_double_logged_out(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert out == [
         {"v": [1]},
-        {"Err": {"kind": "not-found",
-                 "message": "not authenticated for registry 'corp' - run 'vouch login' first"}},
+        {"kind": "not-found", "message": "not authenticated for registry 'corp' - run 'vouch login' first"},
     ]
     log = [json.loads(line) for line in (tmp_path / "vouch.log").read_text().splitlines()]
     assert [(e["kind"], e["operation"], e["registry"], e["result"]) for e in log] == [
         ("get", "read", "corp", "not-found")
     ]
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [get_request(nested=False), get_request("publish", fields={"name": "hello", "vers": "0.2.0"}), {"v": 1}, "not json"],
+    ids=["cargo-flattened", "publish-without-cksum", "no-registry", "garbage"],
+)
+def test_vouch_double_refuses_what_vouch_cannot_parse(tmp_path: Path, request_line: object) -> None:
+    """As Vouch's serde parse does: no answer, one stderr line, exit 1."""
+    stdin = (request_line if isinstance(request_line, str) else json.dumps(request_line)) + "\n"
+    proc = run_vouch(tmp_path, PLUGIN, stdin)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == ['{"v":[1]}']
+    assert proc.stderr.strip().splitlines()[-1] == "Error: failed to parse credential request"
 
 
 def test_vouch_double_logged_in(tmp_path: Path, issuer: Issuer) -> None:
@@ -331,22 +350,23 @@ def test_vouch_double_logged_in(tmp_path: Path, issuer: Issuer) -> None:
     session = tmp_path / "xdg" / "vouch" / "config.json"
     assert stat.S_IMODE(session.stat().st_mode) == 0o600
     token = json.loads(session.read_text())["token"]
-
-    requests = [get_request(), get_request("publish"), get_request(kind="login"),
-                get_request(kind="logout"), get_request(kind="unknown-kind")]
-    out, proc = provider(tmp_path, requests)
-    assert proc.returncode == 0
     exp = jwt.decode(token, options={"verify_signature": False})["exp"]
-    ok = {"Ok": {"kind": "get", "token": token, "cache": "expires", "expiration": exp,
-                 "operation_independent": True}}
-    assert out == [
-        {"v": [1]},
-        ok,
-        ok,
-        {"Err": {"kind": "url-not-supported"}},
-        {"Ok": {"kind": "logout"}},
-        {"Err": {"kind": "operation-not-supported"}},
-    ]
+    ok = {"kind": "get", "token": token, "cache": {"expires": {"expiration": exp}}, "operation-independent": True}
+    # One request per run, as the real provider reads one line and exits.
+    answers = {
+        "read": (get_request(), ok),
+        "publish": (get_request("publish"), ok),
+        "nested only": (get_request(flattened=False), ok),
+        "login": (get_request(kind="login"), {"kind": "url-not-supported", "message": "use 'vouch login' to authenticate"}),
+        "logout": (get_request(kind="logout"), {"kind": "logout"}),
+        "unknown kind": (get_request(kind="unknown-kind"), {"kind": "operation-not-supported"}),
+        "version 2": (get_request(version=2),
+                      {"kind": "unsupported-version", "message": "unsupported protocol version 2, expected 1"}),
+    }
+    for case, (request_line, expected) in answers.items():
+        out, proc = provider(tmp_path, [request_line])
+        assert proc.returncode == 0, case
+        assert out == [{"v": [1]}, expected], case
     status = run_vouch(tmp_path, ["status"])
     assert "dave@example.com" in status.stdout and token not in status.stdout
     assert token not in (tmp_path / "vouch.log").read_text()
@@ -362,7 +382,38 @@ def test_vouch_double_hands_out_expired_tokens(tmp_path: Path, issuer: Issuer) -
     expired = issuer.mint(exp=int(time.time()) - 60)
     session.write_text(json.dumps({"token": expired}))
     out, _ = provider(tmp_path, [get_request()], {"XDG_CONFIG_HOME": ""})
-    assert out[1]["Ok"]["token"] == expired
+    assert out[1]["token"] == expired
+    assert out[1]["cache"]["expires"]["expiration"] < time.time()
+
+
+def test_vouch_double_says_session_for_a_token_without_exp(tmp_path: Path) -> None:
+    session = tmp_path / "home" / ".config" / "vouch" / "config.json"
+    session.parent.mkdir(parents=True)
+    session.write_text(json.dumps({"token": "opaque-session-token"}))
+    out, _ = provider(tmp_path, [get_request()], {"XDG_CONFIG_HOME": ""})
+    assert out[1] == {"kind": "get", "token": "opaque-session-token", "cache": "session", "operation-independent": True}
+
+
+def test_strict_cargo_provider_reads_flattened_requests_and_answers_wrapped(tmp_path: Path, issuer: Issuer) -> None:
+    env = {"VOUCH_TEST_ISSUER": issuer.url}
+    assert run_vouch(tmp_path, ["login", "--sub", "dave@example.com"], extra_env=env).returncode == 0
+    token = json.loads((tmp_path / "xdg" / "vouch" / "config.json").read_text())["token"]
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    stdin = "".join(json.dumps(line) + "\n" for line in (get_request(), get_request("publish"), get_request(nested=False)))
+    proc = subprocess.run(
+        [str(BIN / "provider-cargo-strict"), "--cargo-plugin"], input=stdin, capture_output=True, text=True,
+        timeout=30, env={**os.environ, "PATH": os.pathsep.join([str(VOUCH_BIN), os.environ["PATH"]]),
+                         "HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "xdg")},
+    )
+    ok = {"Ok": {"kind": "get", "token": token, "operation_independent": True, "cache": "expires", "expiration": exp}}
+    assert [json.loads(line) for line in proc.stdout.splitlines()] == [{"v": [1]}, ok, ok, ok]
+
+    nested_only = subprocess.run(
+        [str(BIN / "provider-cargo-strict"), "--cargo-plugin"], input=json.dumps(get_request(flattened=False)) + "\n",
+        capture_output=True, text=True, timeout=30,
+    )
+    answer = json.loads(nested_only.stdout.splitlines()[1])
+    assert answer["Err"]["kind"] == "other" and "missing field `kind`" in answer["Err"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from addon.config import RegistryConfig
-from addon.protocol import ProviderError
+from addon.protocol import ProviderError, Session, Token
 from addon.providers import TokenQuery, provider_for
 from addon.token_cache import TokenCache
 
@@ -72,6 +72,8 @@ async def test_protocol_request_is_what_cargo_sends(scripted):
         "operation": "yank",
         "name": "foo",
         "vers": "1.0.0",
+        # The same action again, nested, for Vouch's provider (VOUCH.md); Cargo's ignore it.
+        "action": {"kind": "get", "operation": "yank", "name": "foo", "vers": "1.0.0"},
         "args": [],
     }
 
@@ -142,7 +144,7 @@ async def test_token_from_stdout_gets_cargo_env(tmp_path):
     )
     token = await provider_for(registry).get(TokenQuery())
     assert token.value == "tok-for-corp-https://x/i.git"
-    assert token.cache == "session"
+    assert token.cache == Session()
 
 
 # --- caching, as Cargo does it -------------------------------------------------------
@@ -285,16 +287,12 @@ async def test_cancelled_request_leaves_no_provider_running(tmp_path):
 
 @pytest.mark.parametrize("value", ["secret-token ", " secret-token", "secret\r\nX-Evil: 1"])
 async def test_a_token_no_header_can_carry_is_refused_without_quoting_it(value: str) -> None:
-    from addon.protocol import Token
-    from addon.providers import TokenQuery
-    from addon.token_cache import TokenCache
-
     class Provider:
         description = "test provider"
         login_hint = "none"
 
         async def get(self, query: TokenQuery) -> Token:
-            return Token(value, "session")
+            return Token(value, Session())
 
     with pytest.raises(ProviderError) as refused:
         await TokenCache().get("corp", Provider(), TokenQuery())
