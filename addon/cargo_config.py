@@ -14,13 +14,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import tomlkit
 import tomlkit.exceptions
 from tomlkit.toml_document import TOMLDocument
 
+from cargo_vouch.errors import VouchError
 
-class CargoConfigError(Exception):
+
+class CargoConfigError(VouchError):
     """A Cargo config file or variable Cargo itself would reject; the message is one line."""
 
 
@@ -170,3 +173,22 @@ def git_fetch_with_cli(cwd: Path) -> bool:
     """
     found = get("net.git-fetch-with-cli", cwd)
     return False if found is None else parse_bool(found, "net.git-fetch-with-cli")
+
+
+def git_index_url(index: str) -> str | None:
+    """The URL git fetches for a git index over http(s); None for sparse or ssh indexes."""
+    if index.startswith("sparse+"):
+        return None
+    return index if urlsplit(index).scheme in ("http", "https") else None
+
+
+def redact_url(url: str) -> str:
+    """An index or proxy URL fit to print: any user:password part is dropped."""
+    prefix = "sparse+" if url.startswith("sparse+") else ""
+    parts = urlsplit(url.removeprefix(prefix))
+    if parts.username is None and parts.password is None:
+        return url
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return prefix + urlunsplit(parts._replace(netloc=netloc))

@@ -21,13 +21,15 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from addon import paths
+from cargo_vouch import paths
+from cargo_vouch.errors import VouchError
 
 
-class ConfigError(Exception):
+class ConfigError(VouchError):
     """One line that names the file, the key and what is wrong."""
 
 
+#: A registry name as Cargo allows it (and as it appears in CARGO_REGISTRIES_<NAME>_TOKEN).
 REGISTRY_NAME = re.compile(r"[A-Za-z0-9_-]+")
 _UNSAFE_ESCAPE = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
 
@@ -71,6 +73,11 @@ class ListenAddress:
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """As Cargo's `http.proxy` names it."""
+        return f"http://{self}"
 
 
 @dataclass(frozen=True)

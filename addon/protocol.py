@@ -17,10 +17,11 @@ form it does not read), and `parse_response` reads either answer into the same t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import ClassVar, Literal, Protocol
 
 PROTOCOL_VERSION = 1
 
@@ -80,6 +81,58 @@ class RegistryInfo:
         return info
 
 
+# -- operations: what a token is asked for (cargo-credential's `Operation`) -------------
+
+
+@dataclass(frozen=True)
+class Read:
+    """Index files, config.json, downloads, search."""
+
+    kind: ClassVar[str] = "read"
+
+
+@dataclass(frozen=True)
+class Publish:
+    """`cargo publish`: the crate's name, version and the SHA-256 of its .crate file."""
+
+    name: str
+    vers: str
+    cksum: str
+    kind: ClassVar[str] = "publish"
+
+
+@dataclass(frozen=True)
+class Yank:
+    name: str
+    vers: str
+    kind: ClassVar[str] = "yank"
+
+
+@dataclass(frozen=True)
+class Unyank:
+    name: str
+    vers: str
+    kind: ClassVar[str] = "unyank"
+
+
+@dataclass(frozen=True)
+class Owners:
+    """Listing, adding or removing the owners of crate `name`."""
+
+    name: str
+    kind: ClassVar[str] = "owners"
+
+
+Operation = Read | Publish | Yank | Unyank | Owners
+#: The operations that change something at the registry.
+Write = Publish | Yank | Unyank | Owners
+
+
+def operation_fields(operation: Operation) -> dict[str, str]:
+    """The fields the protocol sends with the operation (`name`, `vers`, `cksum`)."""
+    return dataclasses.asdict(operation)
+
+
 @dataclass(frozen=True)
 class CredentialRequest:
     """A `get` for one operation, written so that both dialects read it.
@@ -89,12 +142,11 @@ class CredentialRequest:
     """
 
     registry: RegistryInfo
-    operation: str = "read"
-    operation_fields: dict[str, str] = field(default_factory=dict)
+    operation: Operation = Read()
     args: tuple[str, ...] = ()
 
     def action(self) -> dict[str, object]:
-        return {"kind": "get", "operation": self.operation, **self.operation_fields}
+        return {"kind": "get", "operation": self.operation.kind, **operation_fields(self.operation)}
 
     def to_line(self) -> bytes:
         action = self.action()
@@ -132,6 +184,19 @@ class ProviderError(Exception):
         self.message = message
         #: How the provider answered, when the error is its answer.
         self.dialect = dialect
+
+
+class Provider(Protocol):
+    """What turns (registry, operation) into a token: Cargo's provider model."""
+
+    #: Shown in error messages and `doctor`.
+    description: str
+    #: What to tell the user when the provider has no credential.
+    login_hint: str
+
+    async def get(self, operation: Operation) -> Token:
+        """The token, or ProviderError."""
+        ...
 
 
 def parse_hello(line: bytes) -> None:

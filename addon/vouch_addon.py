@@ -1,31 +1,25 @@
-"""cargo-vouch as a mitmproxy script: `mitmdump -s addon/vouch_addon.py`.
+"""cargo-vouch as a mitmproxy script: `mitmdump -s addon/vouch_addon.py` in an installed
+checkout, or `mitmdump -s "$(cargo vouch addon-path)"` for a pip install.
 
-The parts share one `VouchState`; each is a small addon with one concern, in the order
-mitmproxy should call them.
+The addons live in the installed `cargo_vouch` package; this file only hands them to
+mitmproxy, so the script and `cargo vouch proxy` can never run different code.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import logging
 
-# mitmproxy loads this file by path; make the `addon` and `ca` packages importable even
-# when the project is not installed.
-_PROJECT_ROOT = str(Path(__file__).resolve().parent.parent)
-if _PROJECT_ROOT not in sys.path:
-    sys.path.insert(0, _PROJECT_ROOT)
-
-from addon.inject import TokenInjector  # noqa: E402
-from addon.loader import ConfigLoader  # noqa: E402
-from addon.loopback import LoopbackClients  # noqa: E402
-from addon.state import VouchState  # noqa: E402
-from addon.tls_scope import TlsScope  # noqa: E402
-from addon.write_gate import WriteGate  # noqa: E402
-
-
-def make_addons() -> list[object]:
-    state = VouchState()
-    return [LoopbackClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state, WriteGate(state))]
-
-
-addons = make_addons()
+try:
+    from cargo_vouch.proxy.addons import make_addons
+except ModuleNotFoundError as missing:
+    if missing.name != "cargo_vouch":
+        raise
+    # mitmproxy swallows a script's SystemExit and would run on without us, tunnelling
+    # everything unauthenticated; an error logged while starting makes mitmdump exit 1.
+    logging.getLogger("cargo_vouch").error(
+        "cargo-vouch: the cargo_vouch package is not installed for this mitmdump: run 'make install' "
+        "in the checkout (or 'pip install .') and use the mitmdump it installs"
+    )
+    addons: list[object] = []
+else:
+    addons = make_addons()

@@ -12,7 +12,6 @@ import datetime
 import ipaddress
 import os
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+
+from cargo_vouch.ca.files import write_atomic, write_if_changed
 
 #: mitmproxy's CertStore reads `<confdir>/mitmproxy-ca.pem` (key + certificate).
 MITMPROXY_STORE_NAME = "mitmproxy-ca.pem"
@@ -180,38 +181,3 @@ def _name_constraints(hosts: set[str]) -> x509.NameConstraints:
     if not has_v6:
         excluded.append(x509.IPAddress(ipaddress.ip_network("::/0")))
     return x509.NameConstraints(permitted_subtrees=permitted, excluded_subtrees=excluded or None)
-
-
-def write_atomic(path: Path, data: bytes, mode: int) -> None:
-    """Replace `path` so readers see the old file or the new one, never half of one.
-
-    The mode is set before any byte is written, so a key is never readable by others.
-    The project's one such primitive: setup's config edits use it too.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a crash
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def write_if_changed(path: Path, data: bytes, mode: int) -> None:
-    """For files derived at every start (bundles): no write when nothing changed."""
-    if not path.exists() or path.read_bytes() != data:
-        write_atomic(path, data, mode)

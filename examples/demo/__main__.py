@@ -105,7 +105,7 @@ def main() -> int:
             say("vouch login: session for alice@example.com (the stand-in for a YubiKey touch)")
             say(f"$ cargo vouch run -- cargo run    ({version})")
             result = subprocess.run(
-                [sys.executable, "-m", "addon.cli", "run", "--", cargo, "run", "--quiet"],
+                [sys.executable, "-m", "cargo_vouch.cli", "run", "--", cargo, "run", "--quiet"],
                 cwd=project, env=env, capture_output=True, text=True, timeout=900,
             )
             for line in result.stderr.splitlines():

@@ -162,7 +162,7 @@ class Bench:
         env = self.vouch_env(work)
         self.registry.clear_log()
         launched = time.time()
-        run = subprocess.Popen([sys.executable, "-m", "addon.cli", "run", "--", *self.fetch_cmd(work / "t")],
+        run = subprocess.Popen([sys.executable, "-m", "cargo_vouch.cli", "run", "--", *self.fetch_cmd(work / "t")],
                                cwd=self.project(), env=env, stderr=subprocess.PIPE, text=True)
         watcher = PeakWatcher(run.pid)
         _, stderr = run.communicate()
@@ -215,7 +215,7 @@ class Bench:
             f"'--cacert', os.environ['CARGO_HTTP_CAINFO'], {url!r}], check=True)\n"
         )
         self.registry.clear_log()
-        run = subprocess.Popen([sys.executable, "-m", "addon.cli", "run", "--", sys.executable, "-c", script],
+        run = subprocess.Popen([sys.executable, "-m", "cargo_vouch.cli", "run", "--", sys.executable, "-c", script],
                                cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
         assert run.stderr
         seen = set()

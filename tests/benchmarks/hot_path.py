@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from mitmproxy.addons import tlsconfig  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
-from addon.vouch_addon import make_addons  # noqa: E402
+from cargo_vouch.proxy.addons import make_addons  # noqa: E402
 
 #: Requests in flight at once: about what Cargo keeps open over HTTP/2 in a large fetch.
 IN_FLIGHT = 200

@@ -65,7 +65,7 @@ def main(megabytes: int) -> int:
                       f"os.execvp({cargo!r}, [{cargo!r}, 'publish', '--no-verify', '--allow-dirty', "
                       "'--registry', 'corp'])\n")
             run = subprocess.Popen(
-                [sys.executable, "-m", "addon.cli", "run", "--", sys.executable, "-c", script],
+                [sys.executable, "-m", "cargo_vouch.cli", "run", "--", sys.executable, "-c", script],
                 cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )
             lines: list[str] = []

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def one_round(env: dict[str, str], stamp: Path) -> float:
     started = time.time()
     subprocess.run(
-        [sys.executable, "-m", "addon.cli", "run", "--", sys.executable, "-S", "-c",
+        [sys.executable, "-m", "cargo_vouch.cli", "run", "--", sys.executable, "-S", "-c",
          f"import time, pathlib; pathlib.Path({str(stamp)!r}).write_text(repr(time.time()))"],
         cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -40,7 +40,7 @@ def main(rounds: int) -> None:
         )
         env = {**os.environ, "CARGO_VOUCH_HOME": str(root / "home"), "CARGO_VOUCH_CONFIG": str(config),
                "PYTHONPATH": str(REPO)}
-        subprocess.run([sys.executable, "-m", "addon.cli", "ca", "init"], cwd=REPO, env=env, check=True,
+        subprocess.run([sys.executable, "-m", "cargo_vouch.cli", "ca", "init"], cwd=REPO, env=env, check=True,
                        stdout=subprocess.DEVNULL)
         times = [one_round(env, root / "stamp") for _ in range(rounds)]
     print(f"run start-up to proxy ready, {rounds} rounds:")

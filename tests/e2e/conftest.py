@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -25,11 +26,8 @@ from examples.demo.cratebuild import CrateSpec
 from examples.demo.issuer import Issuer
 from examples.demo.registry import TestRegistry
 from examples.demo.tls import TestPki, make_test_pki
+from tests.fixtures.paths import ADDON, BIN, REPO, VOUCH_BIN
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = REPO / "tests" / "fixtures" / "bin"
-VOUCH_BIN = REPO / "examples" / "demo" / "bin"  # the Vouch CLI stand-in, shared with the demo
-ADDON = REPO / "addon" / "vouch_addon.py"
 LEGACY_CARGO = Path("/usr/bin/cargo")
 LEGACY_RUSTC = Path("/usr/bin/rustc")
 
@@ -57,9 +55,25 @@ def mitmdump_binary() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port that nobody else is handed before mitmdump binds it.
+
+    Picked below the kernel's ephemeral range (`ip_local_port_range`), where no `bind(0)`
+    or outgoing connection elsewhere on the machine can take it between this check and the
+    proxy's own bind; bound once here to be sure nothing listens on it already.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    for _ in range(200):
+        port = random.randrange(10000, max(low, 10001))
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 @dataclass
@@ -106,6 +120,8 @@ class World:
     config_path: Path
     proxy_port: int
     proxies: list[Proxy] = field(default_factory=list)
+    #: How `cargo-vouch` is run: the real entry point, or a test launcher (soft_key_cli).
+    cli_module: str = "cargo_vouch.cli"
 
     @property
     def home(self) -> Path:
@@ -135,7 +151,7 @@ class World:
 
     def cargo_vouch(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "addon.cli", *args],
+            [sys.executable, "-m", self.cli_module, *args],
             cwd=REPO, env=self.env, capture_output=True, text=True, check=check,
         )
 
@@ -146,7 +162,7 @@ class World:
         flows_path = self.root / "flows.mitm"
         har_path = self.root / "flows.har"
         if cli:
-            command = [sys.executable, "-m", "addon.cli", "proxy", *extra]
+            command = [sys.executable, "-m", self.cli_module, "proxy", *extra]
         else:
             command = [
                 mitmdump_binary(), "-s", str(ADDON),

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from addon.index_config import IndexConfigError, fetch_git_config, fetch_sparse_config
+from cargo_vouch.index_config import IndexConfigError
+from cargo_vouch.proxy.learning import fetch_git_config, fetch_sparse_config
 from tests.e2e.conftest import LEGACY_CARGO, LEGACY_RUSTC, World, needs_legacy_cargo
 from tests.e2e.test_cargo_builds import HELLO, setup_and_start
 from tests.fixtures.origin import TlsOrigin

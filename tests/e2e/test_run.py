@@ -42,7 +42,7 @@ def run_env(world: World, cargo: str, rustc: str, project: Path) -> dict[str, st
 def vouch_run(world: World, *cmd: str, cwd: Path | None = None, env: dict[str, str] | None = None,
               timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "addon.cli", "run", "--", *cmd],
+        [sys.executable, "-m", world.cli_module, "run", "--", *cmd],
         cwd=cwd or REPO, env={**(env or world.env), "PYTHONPATH": str(REPO)},
         capture_output=True, text=True, timeout=timeout,
     )
@@ -169,7 +169,7 @@ def _proxy_from_child(world: World, tmp: Path, deaf: bool = False) -> tuple[subp
         f"os.replace({str(report)!r} + '.tmp', {str(report)!r}); time.sleep(600)"
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "addon.cli", "run", "--", sys.executable, "-c", script],
+        [sys.executable, "-m", "cargo_vouch.cli", "run", "--", sys.executable, "-c", script],
         cwd=REPO, env={**world.env, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, start_new_session=True,
     )

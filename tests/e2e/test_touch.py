@@ -1,11 +1,10 @@
 """`touch = true`: every write through the proxy needs a touch of the enrolled key, bound to
 that write. The key here is a software CTAP2 authenticator behind python-fido2's device
-interface (tests/fixtures/soft_fido.py), running inside the proxy's process."""
+interface (tests/fixtures/soft_fido.py), running inside the proxy's process, which
+tests/fixtures/soft_key_cli.py starts."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,10 @@ pytestmark = [pytest.mark.e2e, needs_legacy_cargo()]
 def key(world: World) -> Path:
     """The soft authenticator's state file, enrolled with `cargo vouch enroll`."""
     state = world.root / "soft-fido.json"
-    world.env["CARGO_VOUCH_FIDO_DEVICE"] = "tests.fixtures.soft_fido:device"
+    world.cli_module = "tests.fixtures.soft_key_cli"  # the software key stands in for USB
     world.env["SOFT_FIDO_STATE"] = str(state)
     world.env["PYTHONPATH"] = str(REPO)
-    result = subprocess.run([sys.executable, "-m", "addon.cli", "enroll"], cwd=REPO, env=world.env,
-                            capture_output=True, text=True)
+    result = world.cargo_vouch("enroll", check=False)
     assert result.returncode == 0, result.stderr
     assert (world.root / "fido2-enrollment.json").exists()  # beside the cargo-vouch config
     return state

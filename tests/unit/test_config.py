@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from addon.config import ClientCredentialsConfig, ConfigError, load_config
+from cargo_vouch.config import ClientCredentialsConfig, ConfigError, load_config
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -209,7 +209,7 @@ def test_client_credentials_private_key_must_be_usable(tmp_path, key, needle):
 
 
 def test_max_publish_size_takes_bytes_or_units(tmp_path):
-    from addon.config import parse_config
+    from cargo_vouch.config import parse_config
 
     def size(value):  # type: ignore[no-untyped-def]
         data = {"registries": {"corp": {"index": "https://x/i.git", "max-publish-size": value}}}
@@ -223,7 +223,7 @@ def test_max_publish_size_takes_bytes_or_units(tmp_path):
 def test_the_sample_config_in_examples_is_valid():
     from pathlib import Path
 
-    from addon.config import load_config
+    from cargo_vouch.config import load_config
 
     sample = Path(__file__).resolve().parents[2] / "examples" / "cargo-vouch.toml"
     config = load_config(sample)

@@ -6,15 +6,21 @@ import json
 
 import pytest
 
-from addon.protocol import (
+from cargo_vouch.protocol import (
     CredentialRequest,
     Dialect,
     Expires,
     Never,
+    Operation,
+    Owners,
     ProtocolError,
     ProviderError,
+    Publish,
+    Read,
     RegistryInfo,
     Session,
+    Unyank,
+    Yank,
     parse_response,
 )
 
@@ -122,16 +128,18 @@ def test_garbage_is_described_not_quoted() -> None:
 @pytest.mark.parametrize(
     "operation,fields",
     [
-        ("read", {}),
-        ("publish", {"name": "hello", "vers": "0.2.0", "cksum": "ab" * 32}),
-        ("yank", {"name": "hello", "vers": "0.1.0"}),
-        ("owners", {"name": "hello"}),
+        (Read(), {}),
+        (Publish("hello", "0.2.0", "ab" * 32), {"name": "hello", "vers": "0.2.0", "cksum": "ab" * 32}),
+        (Yank("hello", "0.1.0"), {"name": "hello", "vers": "0.1.0"}),
+        (Unyank("hello", "0.1.0"), {"name": "hello", "vers": "0.1.0"}),
+        (Owners("hello"), {"name": "hello"}),
     ],
+    ids=lambda value: getattr(value, "kind", None),
 )
-def test_request_carries_the_action_flattened_for_cargo_and_nested_for_vouch(operation: str, fields: dict) -> None:
-    request = CredentialRequest(RegistryInfo("sparse+https://cargo.corp.example/index/", "corp"), operation, fields)
+def test_request_carries_the_action_flattened_for_cargo_and_nested_for_vouch(operation: Operation, fields: dict) -> None:
+    request = CredentialRequest(RegistryInfo("sparse+https://cargo.corp.example/index/", "corp"), operation)
     sent = json.loads(request.to_line())
-    action = {"kind": "get", "operation": operation, **fields}
+    action = {"kind": "get", "operation": operation.kind, **fields}
     assert sent["action"] == action  # what Vouch's provider parses
     assert {k: sent[k] for k in action} == action  # what Cargo's cargo-credential parses
     assert sent["v"] == 1 and sent["args"] == []

@@ -1,0 +1,202 @@
+"""`cargo vouch run -- CMD`: the proxy for the length of one command, as CI needs it.
+
+Everything the command needs to use the proxy goes into the child's environment, and only
+there: no Cargo or git config file is written, so nothing is left to undo or to leak into
+the next job. A random per-run proxy credential keeps other local users' processes out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from cargo_vouch import paths
+from cargo_vouch.ca.authority import ensure_ca
+from cargo_vouch.cargo_config import env_name
+from cargo_vouch.cli.environment import no_proxy_covers
+from cargo_vouch.config import ListenAddress, VouchConfig, load_config, parse_listen, registry_hosts
+from cargo_vouch.errors import UsageError, VouchError
+
+#: The token Cargo sends where it insists on having one (`cargo publish` on any Cargo);
+#: the proxy replaces it with the provider's. A real one in the caller's environment is
+#: replaced too: the proxy (this process) still reads it for `cargo:token`.
+PLACEHOLDER_TOKEN = "cargo-vouch"
+PROXY_USER = "cargo-vouch"
+#: How long CMD gets to exit after we pass on a signal, before it is killed.
+SIGNAL_GRACE_SECONDS = 10.0
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@dataclass(frozen=True)
+class ChildSettings:
+    """What CMD is told: where the proxy is, with which credential, and which CA to trust."""
+
+    proxy_url: str  # http://user:password@127.0.0.1:PORT
+    cainfo: str
+
+
+def child_environment(
+    base: Mapping[str, str], config: VouchConfig, settings: ChildSettings
+) -> tuple[dict[str, str], list[str]]:
+    """CMD's environment, and notes on what was changed that a user should know."""
+    env = dict(base)
+    notes: list[str] = []
+    env["CARGO_HTTP_PROXY"] = settings.proxy_url
+    env["CARGO_HTTP_CAINFO"] = settings.cainfo
+
+    # The git CLI (`net.git-fetch-with-cli`) reads its own settings: scope them to each git
+    # index URL, after whatever GIT_CONFIG_* entries the caller passes already.
+    git_settings = [
+        (f"http.{registry.index}.{key}", value)
+        for registry in config.registries.values()
+        if not registry.is_sparse
+        for key, value in (("proxy", settings.proxy_url), ("sslCAInfo", settings.cainfo))
+    ]
+    if git_settings and env.get("GIT_SSL_CAINFO"):
+        # git lets GIT_SSL_CAINFO beat every sslCAInfo setting, URL-scoped ones included.
+        # As a plain http.sslCAInfo it still serves every other host, while the index's
+        # own URL-scoped setting wins there.
+        git_settings.insert(0, ("http.sslCAInfo", env.pop("GIT_SSL_CAINFO")))
+        notes.append("GIT_SSL_CAINFO: passed to git as http.sslCAInfo, so the registry's index URL can use the proxy's CA")
+    if git_settings:
+        count = int(env.get("GIT_CONFIG_COUNT") or 0)
+        for offset, (key, value) in enumerate(git_settings):
+            env[f"GIT_CONFIG_KEY_{count + offset}"] = key
+            env[f"GIT_CONFIG_VALUE_{count + offset}"] = value
+        env["GIT_CONFIG_COUNT"] = str(count + len(git_settings))
+
+    for name, registry in config.registries.items():
+        # CMD and everything it runs (build scripts, dependencies' code) get a placeholder,
+        # never a real token, and never the CI client secret the proxy itself reads.
+        env[env_name(f"registries.{name}.token")] = PLACEHOLDER_TOKEN
+        if registry.client_credentials and registry.client_credentials.client_secret_env:
+            env.pop(registry.client_credentials.client_secret_env, None)
+
+    # curl honours NO_PROXY even with an explicit proxy: a registry host listed there
+    # would be reached directly, without a token.
+    hosts = registry_hosts(config)
+    for variable in ("NO_PROXY", "no_proxy"):
+        entries = env.get(variable, "").split(",")
+        kept = [entry for entry in entries if not any(no_proxy_covers(entry, host) for host in hosts)]
+        if len(kept) != len(entries):
+            env[variable] = ",".join(kept)
+            notes.append(f"{variable}: registry hosts taken out for CMD, so their requests go through the proxy")
+    return env, notes
+
+
+def exit_status(returncode: int) -> int:
+    """A shell's convention: a command killed by signal N exits 128 + N."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+async def run_command(argv: list[str], env: dict[str, str]) -> int:
+    """Runs CMD to its end; SIGINT, SIGTERM and SIGHUP are passed on to it, and if it is
+    still running SIGNAL_GRACE_SECONDS later, it is killed."""
+    # Without a terminal (CI) CMD gets a process group of its own, so that a signal reaches
+    # everything it started (rustc, build scripts) and nothing outlives `run`. With a
+    # terminal it stays in the foreground group, where Ctrl-C reaches it directly and it
+    # may still read the terminal.
+    own_group = not sys.stdin.isatty()
+    loop = asyncio.get_running_loop()
+    process: asyncio.subprocess.Process | None = None
+    received: list[int] = []
+
+    def deliver(sig: int) -> None:
+        if process is None or (not own_group and process.returncode is not None):
+            return
+        try:
+            if own_group:
+                os.killpg(process.pid, sig)
+            else:
+                process.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    def on_signal(sig: int) -> None:
+        if not received:
+            loop.call_later(SIGNAL_GRACE_SECONDS, deliver, signal.SIGKILL)
+        received.append(sig)
+        deliver(sig)
+
+    # Handlers first: a signal that arrives while CMD starts is passed on once it runs.
+    for sig in FORWARDED_SIGNALS:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv, env=env, process_group=0 if own_group else None
+            )
+        except OSError as exc:
+            print(f"cargo-vouch: run: cannot start '{argv[0]}': {exc.strerror or exc}", file=sys.stderr)
+            return 127
+        for early in received:
+            deliver(early)
+        returncode = await process.wait()
+    finally:
+        for sig in FORWARDED_SIGNALS:
+            loop.remove_signal_handler(sig)
+    if received:
+        deliver(signal.SIGKILL)  # anything CMD left behind in its group
+    return exit_status(returncode)
+
+
+async def _run(config: VouchConfig, listen: ListenAddress, argv: list[str]) -> int:
+    from cargo_vouch.proxy.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: imported when needed
+
+    password = secrets.token_urlsafe(24)
+    try:
+        proxy = await start_proxy(config.path, listen, proxy_credential=f"{PROXY_USER}:{password}")
+    except ProxyFailedToStart:
+        raise VouchError("run: the proxy did not start (see the error above); CMD was not run") from None
+    try:
+        address = proxy.address
+        settings = ChildSettings(
+            proxy_url=f"http://{PROXY_USER}:{password}@{address}",
+            cainfo=str(paths.ca_cert_path()),
+        )
+        env, notes = child_environment(os.environ, config, settings)
+        for note in notes:
+            print(f"cargo-vouch: {note}", file=sys.stderr)
+        print(f"cargo-vouch: proxy on {address} for: {' '.join(argv)}", file=sys.stderr, flush=True)
+        return await run_command(argv, env)
+    finally:
+        await proxy.stop()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    argv = list(args.cmd)
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if not argv:
+        raise UsageError("run: no command given; usage: cargo vouch run -- CMD [ARG...]")
+    config = load_config(args.config)
+    try:
+        listen = parse_listen(args.listen) if args.listen else ListenAddress("127.0.0.1", 0)
+    except ValueError as exc:
+        raise UsageError(f"run: --listen: {exc}") from None
+    if not config.registries:
+        where = config.path or paths.config_path()[0]
+        raise VouchError(f"run: no registries in {where}; add one (or run 'cargo vouch setup')")
+    # Before the proxy starts: mitmproxy's TLS addon would otherwise create its own,
+    # unconstrained CA in the CA directory the moment it is pointed there.
+    ensure_ca(paths.ca_dir(), registry_hosts(config))
+    return asyncio.run(_run(config, listen, argv))
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    run = commands.add_parser(
+        "run",
+        help="run CMD with the proxy (for CI): cargo vouch run -- cargo build",
+        description="Starts the proxy on a free loopback port, runs CMD with Cargo and git pointed at it "
+        "(environment only, no file written), and stops the proxy when CMD ends. Exits with CMD's status.",
+    )
+    run.add_argument("--listen", help="loopback HOST:PORT (default: 127.0.0.1 and a free port)")
+    run.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="cargo-vouch config file")
+    run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
+    run.set_defaults(func=cmd_run)

@@ -1,0 +1,156 @@
+"""The `setup` subcommand: its arguments, and running it from plan to apply (or to the diff
+that `--dry-run` shows instead).
+
+Every change is planned first and then either shown as a diff (`--dry-run`) or applied with
+atomic writes. What setup changed is recorded under `vouch_home()/setup/` so `--remove` can
+restore a file byte for byte while it is untouched, or undo only setup's own keys once the
+user has edited it. The record holds only what setup replaced (a reverse patch of the lines it
+touched), never a copy of the whole file, so a token elsewhere in a Cargo config is not copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+from cargo_vouch import cargo_config, paths
+from cargo_vouch.ca.authority import ensure_ca
+from cargo_vouch.ca.files import edit_atomic
+from cargo_vouch.cli.setup.gitconfig import git_set
+from cargo_vouch.cli.setup.plan import PROG, Plan, SetupError, redact_key
+from cargo_vouch.cli.setup.plan_remove import plan_remove
+from cargo_vouch.cli.setup.plan_setup import plan_setup
+from cargo_vouch.cli.setup.records import load_records, save_records
+from cargo_vouch.config import REGISTRY_NAME, load_config, registry_hosts
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `setup`; `--config` is SUPPRESSed so a top-level `--config` is not overwritten."""
+    parser = subparsers.add_parser(
+        "setup",
+        help="point Cargo at the proxy in a project's or the global Cargo config",
+        description="Write [http] proxy and cainfo into Cargo's config so Cargo uses the "
+        "cargo-vouch proxy; --remove takes back exactly what setup added.",
+    )
+    parser.add_argument("--registry", metavar="NAME", help="registry name from Cargo's [registries]")
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--manifest-dir", metavar="DIR", help="edit DIR/.cargo/config.toml (default: current directory)"
+    )
+    scope.add_argument(
+        "--global", dest="global_scope", action="store_true", help="edit $CARGO_HOME/config.toml"
+    )
+    parser.add_argument(
+        "--listen",
+        metavar="ADDR",
+        help=f"proxy address (default: [proxy] listen from the config, else {paths.DEFAULT_LISTEN})",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    parser.add_argument("--remove", action="store_true", help="take back what setup added")
+    parser.add_argument(
+        "--config", metavar="PATH", default=argparse.SUPPRESS, help="cargo-vouch config file"
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """`cargo-vouch setup`: plan, then show (`--dry-run`) or apply; errors reach `main`."""
+    registry: str | None = args.registry
+    remove: bool = args.remove
+    if registry is None and not remove:
+        raise SetupError(
+            "--registry NAME is required: the name of a registry in Cargo's [registries]", 2
+        )
+    if registry is not None and not REGISTRY_NAME.fullmatch(registry):
+        raise SetupError(f"--registry {registry!r}: use letters, digits, '-' and '_' only", 2)
+    manifest_dir = args.manifest_dir
+    cwd = Path(manifest_dir) if manifest_dir else Path.cwd()
+    if not cwd.is_dir():
+        raise SetupError(f"--manifest-dir {manifest_dir}: no such directory", 2)
+    cwd = cwd.resolve()
+    if args.global_scope:
+        cargo_dir = cargo_config.cargo_home().absolute()
+    else:
+        cargo_dir = cwd / ".cargo"
+    records = load_records()
+
+    if remove:
+        plan = plan_remove(_recorded_target(cargo_dir, records), registry, records)
+    else:
+        assert registry is not None
+        config_file, _ = paths.config_path(args.config)
+        plan = plan_setup(
+            registry=registry,
+            cwd=cwd,
+            target=_target_file(cargo_dir),
+            vouch_config=config_file.absolute(),
+            listen=args.listen,
+            records=records,
+        )
+
+    for note in plan.notes:
+        print(note, file=sys.stderr)
+    if args.dry_run:
+        print_dry_run(plan)
+        return 0
+    apply(plan, records)
+    for line in plan.done:
+        print(line)
+    if not remove:
+        # Cargo's cainfo must name a file that exists before the proxy first starts.
+        ca, reason = ensure_ca(paths.ca_dir(), registry_hosts(load_config(config_file)))
+        if reason:
+            print(f"  issued the CA ({reason}): {ca.cert}")
+    return 0
+
+
+def _target_file(cargo_dir: Path) -> Path:
+    """The file Cargo reads in `cargo_dir`: a legacy `config` if present, else `config.toml`."""
+    return cargo_config.config_file_in(cargo_dir) or cargo_dir / "config.toml"
+
+
+def _recorded_target(cargo_dir: Path, records: dict[str, Any]) -> Path:
+    """For `--remove`: the file setup recorded in `cargo_dir`, whichever name it had."""
+    for name in ("config", "config.toml"):
+        if str(cargo_dir / name) in records["targets"]:
+            return cargo_dir / name
+    return _target_file(cargo_dir)
+
+
+def apply(plan: Plan, records_before: dict[str, Any]) -> None:
+    """Make the planned changes: files atomically, then git, then the record."""
+    for change in plan.files:
+        if change.new is None:
+            change.path.unlink(missing_ok=True)
+            for directory in change.remove_dirs:
+                try:
+                    directory.rmdir()
+                except OSError:
+                    break  # not empty: the user put something there
+        else:
+            for directory in change.make_dirs:
+                directory.mkdir(exist_ok=True)
+            edit_atomic(change.path, change.new.encode("utf-8"))
+    for git_change in plan.git:
+        git_set(git_change.key, git_change.new)
+    if plan.records != records_before:
+        save_records(plan.records)
+
+
+def print_dry_run(plan: Plan) -> None:
+    """Show every change as a unified diff (and git commands) without making any."""
+    for change in plan.files:
+        old = (change.old or "").splitlines(keepends=True)
+        new = (change.new or "").splitlines(keepends=True)
+        before = str(change.path) if change.old is not None else "/dev/null"
+        after = str(change.path) if change.new is not None else "/dev/null"
+        for line in difflib.unified_diff(old, new, before, after):
+            sys.stdout.write(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    for git_change in plan.git:
+        print(f"# would run: git config --global --unset-all {redact_key(git_change.key)}")
+        for value in git_change.new:
+            print(f"# would run: git config --global --add {redact_key(git_change.key)} {value}")
+    print(f"{PROG}: dry run, nothing written" if plan.files or plan.git else f"{PROG}: nothing to change")

@@ -1,0 +1,16 @@
+"""The cargo-vouch addons, in the order mitmproxy should call them. They share one
+`VouchState`; each is a small addon with one concern."""
+
+from __future__ import annotations
+
+from cargo_vouch.proxy.inject import TokenInjector
+from cargo_vouch.proxy.loader import ConfigLoader
+from cargo_vouch.proxy.loopback import LoopbackClients
+from cargo_vouch.proxy.state import VouchState
+from cargo_vouch.proxy.tls_scope import TlsScope
+from cargo_vouch.proxy.write_gate import WriteGate
+
+
+def make_addons() -> list[object]:
+    state = VouchState()
+    return [LoopbackClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state, WriteGate(state))]

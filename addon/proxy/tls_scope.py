@@ -1,0 +1,29 @@
+"""Only registry connections are opened; every other TLS connection is a plain tunnel.
+
+Cargo's proxy setting covers all its traffic (crates.io, git dependencies, …). Those
+hosts keep their own certificates and never see our CA, and nothing of theirs is read.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import tls
+
+from cargo_vouch.proxy.state import VouchState
+
+
+class TlsScope:
+    def __init__(self, state: VouchState) -> None:
+        self.state = state
+
+    async def tls_clienthello(self, data: tls.ClientHelloData) -> None:
+        address = data.context.server.address
+        if address is None:
+            data.ignore_connection = True
+            return
+        host, port = address[0], address[1]
+        sni = data.client_hello.sni
+        # A ClientHello naming another host than the CONNECT target is not ours to open.
+        if sni is not None and sni.lower() != host.lower():
+            data.ignore_connection = True
+            return
+        data.ignore_connection = not await self.state.intercepts(host, port)

@@ -1,0 +1,68 @@
+"""What `cargo vouch run` tells CMD, decided from the config alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cargo_vouch.cli.run import ChildSettings, child_environment, exit_status
+from cargo_vouch.config import parse_config
+
+SETTINGS = ChildSettings(proxy_url="http://cargo-vouch:pw@127.0.0.1:4000", cainfo="/ca/cert.pem")
+
+
+def config(**indexes: str):  # type: ignore[no-untyped-def]
+    data = {"registries": {name: {"index": index} for name, index in indexes.items()}}
+    return parse_config(data, Path("/cfg/config.toml"))
+
+
+def test_git_settings_are_scoped_to_git_indexes_and_appended_after_the_callers() -> None:
+    cfg = config(corp="https://git.corp.example/index.git", fast="sparse+https://cargo.corp.example/index/")
+    base = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "user.name", "GIT_CONFIG_VALUE_0": "ci"}
+    env, _ = child_environment(base, cfg, SETTINGS)
+    assert env["GIT_CONFIG_COUNT"] == "3"
+    assert env["GIT_CONFIG_KEY_0"] == "user.name"
+    assert env["GIT_CONFIG_KEY_1"] == "http.https://git.corp.example/index.git.proxy"
+    assert env["GIT_CONFIG_VALUE_1"] == SETTINGS.proxy_url
+    assert env["GIT_CONFIG_KEY_2"] == "http.https://git.corp.example/index.git.sslCAInfo"
+    assert "cargo.corp.example" not in "".join(v for k, v in env.items() if k.startswith("GIT_CONFIG_KEY"))
+
+
+def test_cmd_gets_placeholders_never_a_real_token_or_the_client_secret() -> None:
+    cfg = config(corp="sparse+https://a.example/i/", other_reg="sparse+https://b.example/i/")
+    env, _ = child_environment({"CARGO_REGISTRIES_CORP_TOKEN": "real-token"}, cfg, SETTINGS)
+    assert env["CARGO_REGISTRIES_CORP_TOKEN"] == "cargo-vouch"
+    assert env["CARGO_REGISTRIES_OTHER_REG_TOKEN"] == "cargo-vouch"
+    ci = parse_config(
+        {"registries": {"corp": {"index": "sparse+https://a.example/i/", "client-credentials": {
+            "issuer": "https://vouch.example", "client-id": "ci", "client-secret-env": "VOUCH_CLIENT_SECRET"}}}},
+        Path("/cfg/config.toml"),
+    )
+    env, _ = child_environment({"VOUCH_CLIENT_SECRET": "s3cret", "OTHER": "kept"}, ci, SETTINGS)
+    assert "VOUCH_CLIENT_SECRET" not in env and env["OTHER"] == "kept"
+    assert env["CARGO_HTTP_PROXY"] == SETTINGS.proxy_url and env["CARGO_HTTP_CAINFO"] == "/ca/cert.pem"
+
+
+def test_registry_hosts_are_taken_out_of_no_proxy_with_a_note() -> None:
+    cfg = config(corp="sparse+https://cargo.corp.example/index/")
+    env, notes = child_environment({"NO_PROXY": "localhost,.corp.example,10.0.0.1"}, cfg, SETTINGS)
+    assert env["NO_PROXY"] == "localhost,10.0.0.1"
+    assert notes == ["NO_PROXY: registry hosts taken out for CMD, so their requests go through the proxy"]
+    untouched, notes = child_environment({"no_proxy": "localhost"}, cfg, SETTINGS)
+    assert untouched["no_proxy"] == "localhost" and notes == []
+
+
+def test_exit_status_follows_the_shell_convention() -> None:
+    assert exit_status(7) == 7
+    assert exit_status(-15) == 143
+
+
+def test_git_ssl_cainfo_becomes_a_generic_setting_the_index_url_overrides() -> None:
+    cfg = config(corp="https://git.corp.example/index.git")
+    env, notes = child_environment({"GIT_SSL_CAINFO": "/etc/corp-bundle.pem"}, cfg, SETTINGS)
+    assert "GIT_SSL_CAINFO" not in env
+    keys = {env[f"GIT_CONFIG_KEY_{n}"]: env[f"GIT_CONFIG_VALUE_{n}"] for n in range(int(env["GIT_CONFIG_COUNT"]))}
+    assert keys["http.sslCAInfo"] == "/etc/corp-bundle.pem"
+    assert keys["http.https://git.corp.example/index.git.sslCAInfo"] == "/ca/cert.pem"
+    assert notes and notes[0].startswith("GIT_SSL_CAINFO")
+    sparse_only, _ = child_environment({"GIT_SSL_CAINFO": "/x.pem"}, config(c="sparse+https://a.example/i/"), SETTINGS)
+    assert sparse_only["GIT_SSL_CAINFO"] == "/x.pem"  # no git index: nothing to change

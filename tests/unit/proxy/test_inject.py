@@ -1,0 +1,190 @@
+"""The injector's hooks, driven with mitmproxy's own taddons/tflow helpers and a real
+provider process (the Vouch test double)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from mitmproxy.test import tutils
+
+from cargo_vouch.providers.token_cache import EXPIRY_MARGIN_SECONDS
+from cargo_vouch.proxy.inject import REDACTED
+from tests.unit.proxy.conftest import GIT_INDEX, SPARSE_CONFIG, registry_request
+
+
+async def test_registry_request_gets_the_provider_token_replacing_the_clients(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flow = registry_request(headers=[("Authorization", "cargo-vouch-placeholder")])
+    await injector.requestheaders(flow)
+    assert flow.request.headers.get_all("Authorization") == [vouch_session]
+    assert flow.request.stream  # bodies pass through, never buffered
+
+
+async def test_token_is_redacted_once_the_request_went_upstream(proxy, vouch_session, caplog):
+    caplog.set_level("INFO")
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flow = registry_request()
+    await injector.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=200)
+    injector.responseheaders(flow)
+    assert flow.request.headers["Authorization"] == REDACTED
+    injector.response(flow)
+    assert vouch_session not in json.dumps(flow.get_state(), default=str)
+    line = re.search(r"cargo-vouch: corp GET /index/3/f/foo read sub=alice@example.com expires_in=(\d+)s -> 200 \d+ms",
+                     caplog.text)
+    assert line, caplog.text
+    assert 8 * 3600 - EXPIRY_MARGIN_SECONDS < int(line[1]) <= 8 * 3600  # the session's own 8 hours
+    assert vouch_session not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "host,path,scheme,port",
+    [
+        ("crates.io", "/index/3/f/foo", "https", 443),  # another host
+        ("cargo.corp.example", "/admin/users", "https", 443),  # registry host, outside its prefixes
+        ("cargo.corp.example", "/index/3/f/foo", "http", 80),  # plain HTTP
+    ],
+)
+async def test_other_requests_are_untouched(proxy, vouch_session, host, path, scheme, port):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flow = registry_request(host=host, path=path, scheme=scheme, port=port, headers=[("Authorization", "theirs")])
+    await injector.requestheaders(flow)
+    assert flow.request.headers.get_all("Authorization") == ["theirs"]
+    assert flow.response is None
+
+
+async def test_many_requests_one_provider_call(proxy, vouch_session, isolated_home):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    for n in range(20):
+        await injector.requestheaders(registry_request(path=f"/index/3/f/foo{n}"))
+    assert state.cache.provider_calls == 1
+    calls = [json.loads(line) for line in (isolated_home.parent / "vouch-calls.jsonl").read_text().splitlines()]
+    assert sum(1 for c in calls if c.get("kind") == "get") == 1
+
+
+async def test_logged_out_answers_with_vouch_login_and_sends_nothing(proxy, isolated_home):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    flow = registry_request(path="/index/config.json")
+    await injector.requestheaders(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    text = flow.response.get_text()
+    assert "registry 'corp'" in text and "vouch login" in text
+    assert "Authorization" not in flow.request.headers
+
+
+async def test_logged_out_git_index_gets_a_git_protocol_error(proxy, isolated_home):
+    tctx, state, _, injector = proxy(f'[registries.corp]\nindex = "{GIT_INDEX}"\n')
+    flow = registry_request(host="git.corp.example", path="/cargo/index.git/info/refs?service=git-upload-pack")
+    await injector.requestheaders(flow)
+    assert flow.response is not None
+    assert flow.response.headers["Content-Type"] == "application/x-git-upload-pack-advertisement"
+    body = flow.response.content
+    assert b"ERR cargo-vouch: no token for registry 'corp'" in body and b"vouch login" in body
+
+
+async def test_writes_refused_unless_allowed(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learn({"api": "https://cargo.corp.example/web"})
+    flow = registry_request(path="/web/api/v1/crates/foo/1.0.0/yank", method="DELETE")
+    await injector.requestheaders(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert "allow-publish = true" in flow.response.get_text()
+    assert "Authorization" not in flow.request.headers
+
+
+async def test_allowed_yank_gets_token(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG + "allow-publish = true\n")
+    state.router.registries[0].learn({"api": "https://cargo.corp.example/web"})
+    flow = registry_request(path="/web/api/v1/crates/foo/1.0.0/yank", method="DELETE")
+    await injector.requestheaders(flow)
+    assert flow.response is None
+    assert flow.request.headers["Authorization"] == vouch_session
+
+
+async def test_sparse_config_json_is_learned_and_loses_auth_required(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    flow = registry_request(path="/index/config.json", headers=[("If-None-Match", '"abc"')])
+    await injector.requestheaders(flow)
+    assert "If-None-Match" not in flow.request.headers  # so the proxy always sees the body
+    upstream = {"dl": "https://cargo.corp.example/dl", "api": "https://cargo.corp.example/web", "auth-required": True}
+    flow.response = tutils.tresp(status_code=200, content=json.dumps(upstream).encode())
+    injector.responseheaders(flow)
+    assert not flow.response.stream
+    injector.response(flow)
+    handed_to_cargo = json.loads(flow.response.content)
+    assert "auth-required" not in handed_to_cargo
+    assert handed_to_cargo["dl"] == upstream["dl"]
+    download = registry_request(path="/dl/foo/1.0.0/download")
+    await injector.requestheaders(download)
+    assert download.request.headers["Authorization"] == vouch_session
+
+
+async def test_session_token_refused_by_registry_is_dropped(proxy, isolated_home, tmp_path):
+    script = tmp_path / "tok"
+    script.write_text("#!/bin/sh\necho static-token\n")
+    script.chmod(0o755)
+    tctx, state, _, injector = proxy(SPARSE_CONFIG + f'credential-provider = ["cargo:token-from-stdout", "{script}"]\n')
+    state.router.registries[0].learned = True
+    flow = registry_request()
+    await injector.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=401)
+    injector.responseheaders(flow)
+    await injector.requestheaders(registry_request())
+    assert state.cache.provider_calls == 2
+
+
+async def test_token_prefix(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG + 'token-prefix = "Bearer "\n')
+    state.router.registries[0].learned = True
+    flow = registry_request()
+    await injector.requestheaders(flow)
+    assert flow.request.headers["Authorization"] == f"Bearer {vouch_session}"
+
+
+async def test_no_state_is_kept_for_finished_flows(proxy, isolated_home):
+    """A long-running proxy must not grow with every request it refused or served."""
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    flow = registry_request(path="/index/config.json")
+    await injector.requestheaders(flow)  # logged out: refused
+    injector.responseheaders(flow)
+    injector.response(flow)
+    assert injector.tracked_flows == 0
+
+
+async def test_unexpected_error_answers_the_request_instead_of_forwarding_it(proxy, vouch_session):
+    """mitmproxy forwards a flow whose hook raised: ours must fail closed instead."""
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    state.providers.clear()  # e.g. a registry gone after a reload: KeyError inside the hook
+    flow = registry_request(headers=[("Authorization", "client-static-token")])
+    await injector.requestheaders(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert "internal error (KeyError)" in flow.response.get_text()
+    assert "Authorization" not in flow.request.headers
+
+
+async def test_unrecognised_changing_requests_are_refused_even_when_writes_are_allowed(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG + "allow-publish = true\n")
+    state.router.registries[0].learn({"api": "https://cargo.corp.example/web"})
+    flow = registry_request(path="/web/api/v1/crates/foo/1.0.0/yank", method="POST",
+                            headers=[("X-HTTP-Method-Override", "DELETE")])
+    await injector.requestheaders(flow)
+    assert flow.response is not None and flow.response.status_code == 403
+    assert "is not a request Cargo makes" in flow.response.get_text()
+    assert "Authorization" not in flow.request.headers and "X-HTTP-Method-Override" not in flow.request.headers
+
+
+async def test_method_override_headers_never_reach_the_registry(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flow = registry_request(headers=[("x-http-method", "DELETE"), ("X-Method-Override", "PUT"), ("Accept", "*/*")])
+    await injector.requestheaders(flow)
+    assert flow.response is None and flow.request.headers["Authorization"]
+    assert flow.request.headers["Accept"] == "*/*"
+    assert "x-http-method" not in flow.request.headers and "X-Method-Override" not in flow.request.headers

@@ -1,0 +1,139 @@
+"""Which requests get a registry's token: the security boundary of the product."""
+
+import pytest
+
+from cargo_vouch.config import RegistryConfig, is_plain_path
+from cargo_vouch.protocol import Owners, Read, Unyank, Yank
+from cargo_vouch.proxy.routing import PublishUpload, RequestOperation, Router, Unrecognised, classify_operation
+
+
+def router(index: str, prefixes: tuple[str, ...] = ()) -> Router:
+    return Router([RegistryConfig(name="corp", index=index, prefixes=prefixes)])
+
+
+SPARSE = "sparse+https://cargo.corp.example/index/"
+GIT = "https://git.corp.example/cargo/index.git"
+
+
+@pytest.mark.parametrize(
+    "scheme,host,port,path,expected",
+    [
+        ("https", "cargo.corp.example", 443, "/index/config.json", True),
+        ("https", "CARGO.corp.example", 443, "/index/3/s/serde", True),
+        ("http", "cargo.corp.example", 80, "/index/config.json", False),  # never over plain HTTP
+        ("https", "cargo.corp.example", 8443, "/index/config.json", False),  # other port
+        ("https", "evil.example", 443, "/index/config.json", False),
+        ("https", "cargo.corp.example.evil.example", 443, "/index/x", False),
+        ("https", "cargo.corp.example", 443, "/indexes/x", False),  # not under the directory
+        ("https", "cargo.corp.example", 443, "/other", False),
+        ("https", "cargo.corp.example", 443, "/index/../admin", False),
+        ("https", "cargo.corp.example", 443, "/index/%2e%2e/admin", False),
+        ("https", "cargo.corp.example", 443, "/index/a%2fb", False),
+    ],
+)
+def test_sparse_index_prefix(scheme, host, port, path, expected):
+    assert (router(SPARSE).match(scheme, host, port, path, "GET") is not None) is expected
+
+
+@pytest.mark.parametrize(
+    "path,expected",
+    [
+        ("/cargo/index.git/info/refs?service=git-upload-pack", True),
+        ("/cargo/index.git/git-upload-pack", True),
+        ("/cargo/index.git", True),
+        ("/cargo/index.gitx/info/refs", False),
+        ("/cargo/other.git/info/refs", False),
+    ],
+)
+def test_git_index_prefix_covers_smart_http(path, expected):
+    assert (router(GIT).match("https", "git.corp.example", 443, path, "GET") is not None) is expected
+
+
+def test_dl_and_api_learned_from_config_json():
+    r = router(GIT)
+    assert r.match("https", "cargo.corp.example", 443, "/dl/serde/1.0.0/download", "GET") is None
+    problems = r.registries[0].learn({"dl": "https://cargo.corp.example/dl", "api": "https://cargo.corp.example/web"})
+    assert problems == []
+    dl = r.match("https", "cargo.corp.example", 443, "/dl/serde/1.0.0/download", "GET")
+    assert dl is not None and dl.operation == Read()
+    publish = r.match("https", "cargo.corp.example", 443, "/web/api/v1/crates/new", "PUT")
+    assert publish is not None and publish.operation == PublishUpload()
+    assert r.match("https", "cargo.corp.example", 443, "/webhooks", "GET") is None
+    assert r.intercepts("cargo.corp.example", 443)
+
+
+def test_dl_template_matches_its_literal_head_only():
+    r = router(SPARSE)
+    r.registries[0].learn({"dl": "https://files.corp.example/crates-{crate}-{version}.crate"})
+    assert r.match("https", "files.corp.example", 443, "/crates-serde-1.0.0.crate", "GET")
+    assert r.match("https", "files.corp.example", 443, "/private/key", "GET") is None
+
+
+def test_plain_http_dl_is_never_adopted():
+    r = router(SPARSE)
+    problems = r.registries[0].learn({"dl": "http://cargo.corp.example/dl"})
+    assert problems and "not https" in problems[0]
+    assert r.match("https", "cargo.corp.example", 443, "/dl/x/1/download", "GET") is None
+
+
+def test_extra_prefixes():
+    r = router(SPARSE, prefixes=("https://mirror.corp.example/crates/",))
+    assert r.match("https", "mirror.corp.example", 443, "/crates/a", "GET")
+    assert r.match("https", "mirror.corp.example", 443, "/secret", "GET") is None
+
+
+@pytest.mark.parametrize(
+    "path,method,operation",
+    [
+        ("/api/v1/crates/new", "PUT", PublishUpload()),
+        ("/api/v1/crates/foo/1.0.0/yank", "DELETE", Yank("foo", "1.0.0")),
+        ("/web/api/v1/crates/foo/1.0.0/unyank", "PUT", Unyank("foo", "1.0.0")),
+        ("/api/v1/crates/foo/owners", "GET", Owners("foo")),
+        ("/api/v1/crates/foo/owners", "PUT", Owners("foo")),
+        ("/api/v1/crates?q=foo", "GET", Read()),
+        ("/api/v1/crates", "GET", Read()),
+    ],
+)
+def test_operations_name_their_crate(path: str, method: str, operation: RequestOperation) -> None:
+    assert classify_operation(path.split("?")[0], method) == operation
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_writes_are_recognised_when_index_and_api_share_the_root(learned):
+    """A common single-origin layout: index at the host root, api = the host."""
+    r = router("sparse+https://cargo.corp.example/")
+    if learned:
+        r.registries[0].learn({"api": "https://cargo.corp.example"})
+    publish = r.match("https", "cargo.corp.example", 443, "/api/v1/crates/new", "PUT")
+    assert publish is not None and publish.operation == PublishUpload()
+    index = r.match("https", "cargo.corp.example", 443, "/config.json", "GET")
+    assert index is not None and index.is_index and index.operation == Read()
+
+
+def test_plain_paths():
+    assert is_plain_path("/index/3/s/serde")
+    assert not is_plain_path("/index/./x")
+    assert not is_plain_path("/index/%2E%2E/x")
+    assert not is_plain_path("/index\\..\\x")
+
+
+@pytest.mark.parametrize(
+    "path,method,operation",
+    [
+        ("/api/v1/crates/ne%77", "PUT", PublishUpload()),
+        ("/api/v1/crates/new;x", "PUT", PublishUpload()),
+        ("/api/v1/%63rates/new", "PUT", PublishUpload()),
+        ("/API/v1/crates/new", "PUT", PublishUpload()),
+        ("/api/v1/crates/foo/1.0.0/yan%6b", "DELETE", Yank("foo", "1.0.0")),
+        ("/api/v1/crates/foo/1.0.0/yank", "POST", Unrecognised()),
+        ("/git/index.git/git-receive-pack", "POST", Unrecognised()),
+        ("/index/config.json", "PUT", Unrecognised()),
+        ("/dl/foo/1.0.0/download", "DELETE", Unrecognised()),
+        ("/git/index.git/git-upload-pack", "POST", Read()),
+        ("/dl/foo/1.0.0/download", "HEAD", Read()),
+    ],
+)
+def test_no_spelling_of_a_write_passes_as_a_read(path: str, method: str, operation: RequestOperation) -> None:
+    """What a server may decode (escapes, ;params, case) is classified as the server reads it,
+    and a changing method that is none of Cargo's writes is its own, always refused, kind."""
+    assert classify_operation(path, method) == operation
