@@ -2,27 +2,101 @@
 
 Every child's stderr is drained as it comes, so a chatty child cannot block on a full
 pipe, and the last lines are kept for the error message; a provider's stderr also goes
-to ours, as Cargo lets a provider's prompts through to the terminal. Leaving the context
-kills a child that is still running: after a timeout, an error, or a cancelled request.
+to ours, as Cargo lets a provider's prompts through to the terminal. Each child leads a
+process group of its own, and leaving the context kills the whole group: after a
+timeout, an error, a cancelled request — and after a normal exit too, so that nothing a
+helper left running (holding our pipes open, say) outlives it.
+
+A child gets our environment without the secrets the proxy itself reads: Cargo's token
+variables and the CI client secret. Its /proc/PID/environ is readable by every process of
+this user, the build's among them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 
 #: Longer stderr lines are cut: they are for people to read.
 MAX_LINE = 4096
+#: How long, once a child has exited, its stderr may take to end (a grandchild may hold it).
+DRAIN_GRACE_SECONDS = 1.0
+#: Cargo's token variables: CARGO_REGISTRY_TOKEN and CARGO_REGISTRIES_<NAME>_TOKEN.
+_CARGO_TOKEN = re.compile(r"CARGO_REGISTR(?:Y|IES_[A-Za-z0-9_]+)_TOKEN")
+
+
+def environment_without_secrets(hidden: Iterable[str] = (), base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`base` (default: ours) without Cargo's token variables and the variables in `hidden`."""
+    drop = set(hidden)
+    return {
+        key: value
+        for key, value in (os.environ if base is None else base).items()
+        if key not in drop and not _CARGO_TOKEN.fullmatch(key)
+    }
+
+
+class _ExitAware(asyncio.subprocess.SubprocessStreamProtocol):
+    """asyncio's `Process.wait()` returns only once every pipe is closed, so a grandchild
+    holding stderr would hold it too: this also tells when the child itself has exited."""
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+async def _create(argv: tuple[str, ...] | list[str], **kwargs: object) -> tuple[asyncio.subprocess.Process, _ExitAware]:
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitAware(limit=1 << 16, loop=loop), *argv, **kwargs  # type: ignore[arg-type]
+    )
+    return asyncio.subprocess.Process(transport, protocol, loop), protocol
+
+
+#: Process creations under way. Cancelling one while asyncio connects its pipes leaves a
+#: task that never ends (CPython 3.11 to 3.13), and `asyncio.run` then never returns: so a
+#: creation is never cancelled, and shutting down waits for those under way (`settle`).
+_creating: set[asyncio.Future[tuple[asyncio.subprocess.Process, _ExitAware]]] = set()
+
+
+async def settle(timeout: float = 2.0) -> None:
+    """Wait (bounded) for process creations under way; the processes are killed once made."""
+    pending = [future for future in _creating if not future.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+
+
+def _kill_once_made(creating: asyncio.Future[tuple[asyncio.subprocess.Process, _ExitAware]]) -> None:
+    if not creating.cancelled() and creating.exception() is None:
+        try:
+            os.killpg(creating.result()[0].pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 class Child:
-    def __init__(self, process: asyncio.subprocess.Process, echo_prefix: str | None) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, protocol: _ExitAware, echo_prefix: str | None) -> None:
         self.process = process
+        self._protocol = protocol
         self._tail: deque[str] = deque(maxlen=5)
         self._drained = asyncio.ensure_future(self._drain(echo_prefix))
+
+    async def exited(self) -> int:
+        """The exit status, as soon as the child has exited (whatever still holds its pipes)."""
+        await self._protocol.exited
+        returncode = self.process.returncode
+        assert returncode is not None
+        return returncode
 
     async def _drain(self, echo_prefix: str | None) -> None:
         """Reads in chunks, not lines: one endless line must not stop the draining."""
@@ -45,42 +119,57 @@ class Child:
                 print(f"{echo_prefix}{line}", file=sys.stderr, flush=True)
 
     async def exit_detail(self) -> tuple[int, str]:
-        """Wait for the exit; its status and the last line it wrote to stderr, if any."""
-        status = await self.process.wait()
-        await self._drained
+        """Wait for the exit; its status and the last line it wrote to stderr, if any.
+        What is still holding stderr once it has exited is not waited for beyond a grace."""
+        status = await self.exited()
+        await asyncio.wait([self._drained], timeout=DRAIN_GRACE_SECONDS)
         return status, self._tail[-1] if self._tail else ""
 
     async def output(self) -> bytes:
         """Everything it prints, once it has exited."""
         assert self.process.stdout
         stdout = await self.process.stdout.read()
-        await self.process.wait()
+        await self.exited()
         return stdout
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 @asynccontextmanager
 async def spawn(
     argv: tuple[str, ...] | list[str],
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str],
     stdin: bool = False,
     echo_prefix: str | None = None,
     cwd: str | None = None,
 ) -> AsyncIterator[Child]:
-    """Raises OSError when the program cannot be started."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
+    """Raises OSError when the program cannot be started. `env` is required: a child never
+    inherits ours by accident (see environment_without_secrets)."""
+    creating = asyncio.ensure_future(_create(
+        argv,
         stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=dict(env) if env is not None else None,
+        env=dict(env),
         cwd=cwd,
-    )
-    child = Child(process, echo_prefix)
+        start_new_session=True,  # its own process group, killed whole on the way out
+    ))
+    _creating.add(creating)
+    creating.add_done_callback(_creating.discard)
+    try:
+        process, protocol = await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        creating.add_done_callback(_kill_once_made)
+        raise
+    child = Child(process, protocol, echo_prefix)
     try:
         yield child
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        await asyncio.wait([child._drained], timeout=1)
+        child.kill_group()
+        await child.exited()
+        await asyncio.wait([child._drained], timeout=DRAIN_GRACE_SECONDS)

@@ -137,6 +137,16 @@ class VouchConfig:
     proxy: ProxyConfig
     registries: dict[str, RegistryConfig]
 
+    @property
+    def secret_variables(self) -> frozenset[str]:
+        """Environment variables that hold a secret the proxy reads (the CI client secrets):
+        no child process and no command under `run` gets them."""
+        return frozenset(
+            r.client_credentials.client_secret_env
+            for r in self.registries.values()
+            if r.client_credentials is not None and r.client_credentials.client_secret_env is not None
+        )
+
 
 def registry_hosts(config: VouchConfig) -> set[str]:
     """The hosts the dedicated CA may sign for: every configured registry URL's host."""
@@ -177,6 +187,12 @@ def https_url_problem(url: str) -> str | None:
         return f"'{url}' is not an https URL (tokens only travel over verified TLS)"
     if not parts.hostname:
         return f"'{url}' has no host"
+    if not parts.hostname.isascii():
+        try:
+            ascii_form = parts.hostname.encode("idna").decode("ascii")
+        except UnicodeError:
+            return f"'{url}' has a host name that is neither ASCII nor a valid international domain name"
+        return f"'{url}' has a non-ASCII host name; write it in its ASCII form, {ascii_form}"
     if parts.username or parts.password:
         return f"'{url}' carries credentials in the URL"
     if parts.query or parts.fragment:
@@ -196,9 +212,11 @@ def is_plain_path(path: str) -> bool:
     Such paths are how a request that looks like it sits under a prefix is made to land
     somewhere else on the server; Cargo, git and curl never send them.
     """
-    if "\\" in path or _UNSAFE_ESCAPE.search(path):
-        return False
-    return all(segment not in (".", "..") for segment in unquote(path).split("/"))
+    if "\\" in path or "%" in path or "/." in path or path.startswith("."):
+        if "\\" in path or _UNSAFE_ESCAPE.search(path):
+            return False
+        return all(segment not in (".", "..") for segment in unquote(path).split("/"))
+    return True  # no backslash, no escape, no segment starting with a dot
 
 
 def is_header_safe(value: str) -> bool:

@@ -8,15 +8,22 @@ from __future__ import annotations
 
 import json
 
+#: A config.json is a few hundred bytes; beyond this it is not one, and is not read whole.
+MAX_CONFIG_JSON = 1 << 20
+
 
 class IndexConfigError(Exception):
     """config.json could not be read or is not a JSON object; the message says which."""
 
 
 def parse_index_config(body: bytes, where: str) -> dict[str, object]:
+    """The JSON object, or IndexConfigError: also for a body over MAX_CONFIG_JSON and for
+    nesting deeper than the parser goes (which would otherwise be a RecursionError)."""
+    if len(body) > MAX_CONFIG_JSON:
+        raise IndexConfigError(f"{where}: config.json is larger than {MAX_CONFIG_JSON} bytes")
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise IndexConfigError(f"{where}: config.json is not JSON") from None
     if not isinstance(data, dict):
         raise IndexConfigError(f"{where}: config.json is not a JSON object")

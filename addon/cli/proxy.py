@@ -12,6 +12,7 @@ from cargo_vouch import paths
 from cargo_vouch.ca.authority import ensure_ca
 from cargo_vouch.config import ListenAddress, load_config, parse_listen, registry_hosts
 from cargo_vouch.errors import UsageError, VouchError
+from cargo_vouch.hardening import protect_process
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
@@ -25,6 +26,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
         raise UsageError(f"--listen: {exc}") from None
     # Before the proxy starts, as in `run`: mitmproxy would create its own CA there otherwise.
     ensure_ca(paths.ca_dir(), registry_hosts(config))
+    protect_process()
     return asyncio.run(_serve(config.path, listen))
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import secrets
 import signal
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from cargo_vouch import paths
 from cargo_vouch.ca.authority import ensure_ca
@@ -22,6 +24,7 @@ from cargo_vouch.cargo_config import env_name
 from cargo_vouch.cli.environment import no_proxy_covers
 from cargo_vouch.config import ListenAddress, VouchConfig, load_config, parse_listen, registry_hosts
 from cargo_vouch.errors import UsageError, VouchError
+from cargo_vouch.hardening import protect_process
 
 #: The token Cargo sends where it insists on having one (`cargo publish` on any Cargo);
 #: the proxy replaces it with the provider's. A real one in the caller's environment is
@@ -95,9 +98,10 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-async def run_command(argv: list[str], env: dict[str, str]) -> int:
+async def run_command(argv: list[str], env: dict[str, str], core_limit: tuple[int, int] | None = None) -> int:
     """Runs CMD to its end; SIGINT, SIGTERM and SIGHUP are passed on to it, and if it is
-    still running SIGNAL_GRACE_SECONDS later, it is killed."""
+    still running SIGNAL_GRACE_SECONDS later, it is killed. `core_limit` is the core-file
+    limit CMD gets back (this process runs with none, see hardening.py)."""
     # Without a terminal (CI) CMD gets a process group of its own, so that a signal reaches
     # everything it started (rustc, build scripts) and nothing outlives `run`. With a
     # terminal it stays in the foreground group, where Ctrl-C reaches it directly and it
@@ -130,7 +134,8 @@ async def run_command(argv: list[str], env: dict[str, str]) -> int:
     try:
         try:
             process = await asyncio.create_subprocess_exec(
-                *argv, env=env, process_group=0 if own_group else None
+                *argv, env=env, process_group=0 if own_group else None,
+                preexec_fn=None if core_limit is None else partial(resource.setrlimit, resource.RLIMIT_CORE, core_limit),
             )
         except OSError as exc:
             print(f"cargo-vouch: run: cannot start '{argv[0]}': {exc.strerror or exc}", file=sys.stderr)
@@ -146,7 +151,7 @@ async def run_command(argv: list[str], env: dict[str, str]) -> int:
     return exit_status(returncode)
 
 
-async def _run(config: VouchConfig, listen: ListenAddress, argv: list[str]) -> int:
+async def _run(config: VouchConfig, listen: ListenAddress, argv: list[str], core_limit: tuple[int, int]) -> int:
     from cargo_vouch.proxy.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: imported when needed
 
     password = secrets.token_urlsafe(24)
@@ -164,7 +169,7 @@ async def _run(config: VouchConfig, listen: ListenAddress, argv: list[str]) -> i
         for note in notes:
             print(f"cargo-vouch: {note}", file=sys.stderr)
         print(f"cargo-vouch: proxy on {address} for: {' '.join(argv)}", file=sys.stderr, flush=True)
-        return await run_command(argv, env)
+        return await run_command(argv, env, core_limit)
     finally:
         await proxy.stop()
 
@@ -186,7 +191,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Before the proxy starts: mitmproxy's TLS addon would otherwise create its own,
     # unconstrained CA in the CA directory the moment it is pointed there.
     ensure_ca(paths.ca_dir(), registry_hosts(config))
-    return asyncio.run(_run(config, listen, argv))
+    # CMD (build scripts, dependencies' code) must not read this process's memory or the
+    # environment it started with, which holds the CI client secret and any real token.
+    core_limit = protect_process()
+    return asyncio.run(_run(config, listen, argv, core_limit))
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

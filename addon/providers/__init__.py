@@ -15,14 +15,18 @@ from cargo_vouch.providers.client_credentials import ClientCredentialsProvider
 from cargo_vouch.providers.external import ExternalProvider
 
 
-def provider_for(registry: RegistryConfig, upstream_ca: Path | None = None) -> Provider:
+def provider_for(
+    registry: RegistryConfig, upstream_ca: Path | None = None, hidden_env: frozenset[str] = frozenset()
+) -> Provider:
     """`upstream_ca` is `[proxy] upstream-ca`: providers that speak HTTPS themselves
-    trust what the proxy trusts for registries, the system's roots plus that bundle."""
+    trust what the proxy trusts for registries, the system's roots plus that bundle.
+    `hidden_env` names the secret variables (VouchConfig.secret_variables) that the
+    programs a provider runs do not get, beside Cargo's token variables."""
     if registry.client_credentials is not None:
         return ClientCredentialsProvider(registry, upstream_ca)
     argv = registry.credential_provider
     if argv[0] == "cargo:token":
         return CargoTokenProvider(registry)
     if argv[0] == "cargo:token-from-stdout":
-        return TokenFromStdoutProvider(registry, argv[1:])
-    return ExternalProvider(registry, argv)
+        return TokenFromStdoutProvider(registry, argv[1:], hidden_env)
+    return ExternalProvider(registry, argv, hidden_env)

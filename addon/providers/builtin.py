@@ -11,7 +11,7 @@ import os
 import tomllib
 
 from cargo_vouch.cargo_config import cargo_home, env_name
-from cargo_vouch.children import spawn
+from cargo_vouch.children import environment_without_secrets, spawn
 from cargo_vouch.config import RegistryConfig
 from cargo_vouch.protocol import Operation, ProviderError, Session, Token
 
@@ -47,22 +47,29 @@ class CargoTokenProvider:
 class TokenFromStdoutProvider:
     """`cargo:token-from-stdout CMD ARGS…`: the first line CMD prints."""
 
-    def __init__(self, registry: RegistryConfig, argv: tuple[str, ...]) -> None:
+    def __init__(self, registry: RegistryConfig, argv: tuple[str, ...], hidden_env: frozenset[str] = frozenset()) -> None:
         self.registry = registry
         self.argv = argv
         self.description = "cargo:token-from-stdout " + " ".join(argv)
         self.login_hint = f"check that `{' '.join(argv)}` prints a token"
+        self.hidden_env = hidden_env
 
     async def get(self, operation: Operation) -> Token:
         env = {
-            **os.environ,
+            **environment_without_secrets(self.hidden_env),
             "CARGO_REGISTRY_INDEX_URL": self.registry.index,
             "CARGO_REGISTRY_NAME_OPT": self.registry.name,
         }
         try:
-            async with spawn(self.argv, env=env, echo_prefix=f"[{self.argv[0]}] ") as child:
-                stdout = await asyncio.wait_for(child.output(), self.registry.provider_timeout)
-                status, last = await child.exit_detail()
+            # One deadline for the whole call: the first line, then the exit. What CMD leaves
+            # running (holding stdout or stderr) is not waited for, and is killed with it.
+            async with asyncio.timeout(self.registry.provider_timeout):
+                async with spawn(self.argv, env=env, echo_prefix=f"[{self.argv[0]}] ") as child:
+                    assert child.process.stdout is not None
+                    first = await child.process.stdout.readline()
+                    rest = asyncio.ensure_future(child.process.stdout.read())  # never a full pipe
+                    status, last = await child.exit_detail()
+                    rest.cancel()
         except TimeoutError:  # before OSError, of which it is a subclass
             raise ProviderError(
                 "other", f"`{self.argv[0]}` did not finish within {self.registry.provider_timeout:g} s"
@@ -71,7 +78,7 @@ class TokenFromStdoutProvider:
             raise ProviderError("other", f"cannot start `{self.argv[0]}`: {exc.strerror or exc}") from None
         if status != 0:
             raise ProviderError("other", f"`{self.argv[0]}` exited with status {status}" + (f": {last}" if last else ""))
-        token = stdout.decode("utf-8", "replace").splitlines()[:1]
-        if not token or not token[0].strip():
+        token = first.decode("utf-8", "replace").strip()
+        if not token:
             raise ProviderError("other", f"`{self.argv[0]}` printed no token")
-        return Token(token[0].strip(), Session())
+        return Token(token, Session())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from cargo_vouch.children import Child, spawn
+from cargo_vouch.children import Child, environment_without_secrets, spawn
 from cargo_vouch.config import RegistryConfig
 from cargo_vouch.protocol import (
     CredentialRequest,
@@ -28,15 +28,17 @@ class ExternalProvider:
 
     login_hint = "run 'vouch login'"
 
-    def __init__(self, registry: RegistryConfig, argv: tuple[str, ...]) -> None:
+    def __init__(self, registry: RegistryConfig, argv: tuple[str, ...], hidden_env: frozenset[str] = frozenset()) -> None:
         self.registry = registry
         self.argv = (*argv, "--cargo-plugin")
         self.description = " ".join(argv)
+        self.hidden_env = hidden_env
 
     async def get(self, operation: Operation) -> Token:
         request = CredentialRequest(RegistryInfo(self.registry.index, self.registry.name), operation)
         try:
-            async with spawn(self.argv, stdin=True, echo_prefix=f"[{self.argv[0]}] ") as child:
+            env = environment_without_secrets(self.hidden_env)
+            async with spawn(self.argv, env=env, stdin=True, echo_prefix=f"[{self.argv[0]}] ") as child:
                 return await asyncio.wait_for(self._exchange(child, request), self.registry.provider_timeout)
         except TimeoutError:  # before OSError, of which it is a subclass
             raise ProviderError(
@@ -59,7 +61,7 @@ class ExternalProvider:
         except (BrokenPipeError, ConnectionResetError):
             raise ProviderError("other", await self._crash_message(child)) from None
         stdin.close()  # Cargo's signal that no other request follows
-        await child.process.wait()
+        await child.exited()
         return token
 
     async def _read_line(self, child: Child) -> bytes:

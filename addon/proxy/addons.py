@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from cargo_vouch.proxy.clients import LocalClients
 from cargo_vouch.proxy.inject import TokenInjector
 from cargo_vouch.proxy.loader import ConfigLoader
-from cargo_vouch.proxy.loopback import LoopbackClients
 from cargo_vouch.proxy.state import VouchState
 from cargo_vouch.proxy.tls_scope import TlsScope
 from cargo_vouch.proxy.write_gate import WriteGate
@@ -13,4 +13,4 @@ from cargo_vouch.proxy.write_gate import WriteGate
 
 def make_addons() -> list[object]:
     state = VouchState()
-    return [LoopbackClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state, WriteGate(state))]
+    return [LocalClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state, WriteGate(state))]

@@ -17,12 +17,13 @@ import logging
 
 from mitmproxy import http
 
-from cargo_vouch.index_config import IndexConfigError, parse_index_config, without_auth_required
 from cargo_vouch.logs import get_logger
 from cargo_vouch.protocol import Operation, Write
-from cargo_vouch.proxy.answers import refusal_for
+from cargo_vouch.proxy import hygiene
+from cargo_vouch.proxy.answers import plain_refusal, refusal_for
+from cargo_vouch.proxy.config_json import rewrite_config_json
 from cargo_vouch.proxy.policy import Authorize, Divert, Refuse, decide
-from cargo_vouch.proxy.routing import Route
+from cargo_vouch.proxy.routing import PublishUpload, Route
 from cargo_vouch.proxy.state import Authenticated, NoToken, VouchState
 from cargo_vouch.proxy.write_gate import WriteGate, WriteRefused
 from cargo_vouch.proxy.write_relay import WriteRelay
@@ -31,9 +32,16 @@ logger = get_logger(__name__)
 
 REDACTED = "<redacted by cargo-vouch>"
 CONDITIONAL_HEADERS = ("If-None-Match", "If-Modified-Since")
-#: The client's Authorization, and the headers some servers honour to run a POST as a PUT
-#: or DELETE: never sent to a registry.
-DROPPED_HEADERS = frozenset({b"authorization", b"x-http-method-override", b"x-http-method", b"x-method-override"})
+
+
+def tunnel_target(flow: http.HTTPFlow) -> tuple[str, int] | None:
+    """The origin the client's CONNECT opened, which mitmproxy connects to; None when the
+    https request did not come through a TLS tunnel (a plain-text client asking the proxy
+    to speak TLS for it)."""
+    address = flow.server_conn.address
+    if not flow.client_conn.tls_established or address is None:
+        return None
+    return str(address[0]), int(address[1])
 
 
 class TokenInjector:
@@ -52,15 +60,26 @@ class TokenInjector:
         return len(self._authenticated.keys() | self._config_json)
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        route = await self.state.route(flow.request)
+        if flow.response or flow.error or not flow.live:
+            return  # answered already (proxyauth's 407, a refused client) or failed
+        request = flow.request
+        if request.scheme != "https" or not self.state.router.intercepts(request.host, request.port):
+            return
+        # Every request on a registry origin, routed or not: they share the upstream
+        # connection that token-bearing requests use, so none may be ambiguous.
+        checked = hygiene.check(request, tunnel_target(flow))
+        if isinstance(checked, hygiene.Unclean):
+            self._answer(flow, request.host, checked.status, f"cargo-vouch: refused: {checked.reason}")
+            return
+        fields = checked.fields
+        route = await self.state.route(request)
+        if route is not None and checked.has_authorization:
+            # The client's own Authorization (a placeholder, a static token) never goes upstream.
+            fields = tuple((name, value) for name, value in fields if name.lower() != b"authorization")
+        if fields is not request.headers.fields:
+            request.headers.fields = fields
         if route is None:
             return
-        # The client's own Authorization (a placeholder, a static token) never goes upstream,
-        # nor a header that would make the server read the request as another method.
-        # One pass over the raw fields: this runs on every registry request.
-        fields = flow.request.headers.fields
-        if any(name.lower() in DROPPED_HEADERS for name, _ in fields):
-            flow.request.headers.fields = tuple((k, v) for k, v in fields if k.lower() not in DROPPED_HEADERS)
         try:
             await self._carry_out(flow, route)
         except Exception as exc:  # noqa: BLE001 - mitmproxy would log it and forward the request
@@ -68,7 +87,8 @@ class TokenInjector:
 
     async def _carry_out(self, flow: http.HTTPFlow, route: Route) -> None:
         request = flow.request
-        verdict = decide(route, request.method, request.path, request.headers.get("Content-Length"))
+        length = request.headers.get("Content-Length") if isinstance(route.operation, PublishUpload) else None
+        verdict = decide(route, request.method, request.path, length)
         match verdict:
             case Refuse(message, status):
                 self._refuse(flow, route, message, status=status)
@@ -78,14 +98,15 @@ class TokenInjector:
                 if touch and isinstance(operation, Write) and not await self._touched(flow, route, operation):
                     return
                 if config_json:
-                    # Always see config.json's body: we learn dl/api from it and rewrite it.
+                    # Always see config.json's body, as sent: we learn dl/api from it and rewrite it.
                     for name in CONDITIONAL_HEADERS:
                         request.headers.pop(name, None)
+                    request.headers["Accept-Encoding"] = "identity"
                     self._config_json.add(flow.id)
                 if not await self._authorize(flow, route, operation):
                     return
                 if route.is_index and not config_json:
-                    await self.state.ensure_learned(route.registry)
+                    self.state.learn_soon(route.registry)
                 request.stream = True
 
     async def _touched(self, flow: http.HTTPFlow, route: Route, operation: Write) -> bool:
@@ -105,7 +126,9 @@ class TokenInjector:
         except NoToken as exc:
             self._refuse(flow, route, str(exc))
             return False
-        flow.request.headers["Authorization"] = self.state.authorization(registry, issued)
+        # Appended to the raw fields: requestheaders has removed any Authorization already.
+        authorization = self.state.authorization(registry, issued).encode("latin-1")
+        flow.request.headers.fields = (*flow.request.headers.fields, (b"Authorization", authorization))
         sent = Authenticated(self.state, route, operation, issued, flow.request.method, flow.request.path)
         self._authenticated[flow.id] = (flow, sent)
         return True
@@ -128,23 +151,30 @@ class TokenInjector:
         flow.response = refusal_for(flow.request, message, status)
         logger.log(level, f"{route.registry.name} {flow.request.method} {flow.request.path}: {message}")
 
+    def _answer(self, flow: http.HTTPFlow, where: str, status: int, message: str) -> None:
+        """A request refused before it is routed: the line names the host, and the path only
+        as printable text (it may hold what made it unclean)."""
+        flow.response = plain_refusal(message, status)
+        path = "".join(ch if " " < ch <= "~" else "?" for ch in flow.request.path)[:200]
+        logger.warning(f"{where} {flow.request.method} {path}: {message}")
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         entry = self._authenticated.get(flow.id)
         if entry is None or flow.response is None:
             return
         self._redact(flow)
         entry[1].answered(flow.response.status_code)
-        if flow.id not in self._config_json:
+        registry = entry[1].route.registry
+        if flow.id in self._config_json and flow.response.status_code == 200:
+            rewrite_config_json(flow, registry.name, lambda data: self.state.learned_from(registry, data))
+        else:
             flow.response.stream = True
 
     def response(self, flow: http.HTTPFlow) -> None:
-        is_config_json = flow.id in self._config_json
         self._config_json.discard(flow.id)
         entry = self._authenticated.pop(flow.id, None)
         if entry is None or flow.response is None:
             return
-        if is_config_json and flow.response.status_code == 200:
-            self._rewrite_config_json(flow, entry[1].route)
         entry[1].log(str(flow.response.status_code))
 
     def error(self, flow: http.HTTPFlow) -> None:
@@ -161,20 +191,8 @@ class TokenInjector:
             self._redact(flow)
         self._authenticated.clear()
         await self.relay.stop()
+        await self.state.stop()
 
     def _redact(self, flow: http.HTTPFlow) -> None:
         if "Authorization" in flow.request.headers:
             flow.request.headers["Authorization"] = REDACTED
-
-    def _rewrite_config_json(self, flow: http.HTTPFlow, route: Route) -> None:
-        assert flow.response is not None
-        body = flow.response.get_content(strict=False) or b""
-        registry = route.registry
-        try:
-            data = parse_index_config(body, registry.name)
-        except IndexConfigError as exc:
-            logger.warning(str(exc))
-            return
-        self.state.learned_from(registry, data)
-        flow.response.set_content(without_auth_required(data))
-        flow.response.headers.pop("ETag", None)

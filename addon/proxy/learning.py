@@ -2,9 +2,10 @@
 
 For a sparse index Cargo fetches config.json through the proxy and the injector reads that
 answer; we fetch it ourselves only when Cargo did not (its first request was something
-else). For a git index config.json is inside the repository, so we fetch the index's tip
-with `git` (shallow, into a throw-away directory), handing the token over in the child's
-environment: never on a command line another user could read, never in a file.
+else), in this process, with the token. For a git index config.json is inside the
+repository, so we fetch the index's tip with `git` (shallow, into a throw-away directory)
+— through this very proxy, which adds the token as it does for Cargo's git: the child
+never holds a token, in its arguments, its environment or a file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-from cargo_vouch.children import spawn
+from cargo_vouch.children import environment_without_secrets, spawn
 from cargo_vouch.direct_https import RedirectRefused, direct_opener
 from cargo_vouch.index_config import IndexConfigError, parse_index_config
 
@@ -39,21 +40,23 @@ async def fetch_sparse_config(index_url: str, authorization: str, cafile: Path, 
     return parse_index_config(body, url)
 
 
-async def fetch_git_config(index_url: str, authorization: str, cafile: Path, timeout: float) -> dict[str, object]:
+async def fetch_git_config(
+    index_url: str, own_proxy: str, cainfo: Path, timeout: float, hidden_env: frozenset[str] = frozenset()
+) -> dict[str, object]:
+    """`own_proxy` is this proxy's URL (with `run`'s credential), `cainfo` the bundle Cargo
+    trusts: git fetches the index as Cargo's git does through the proxy."""
     env = {
         key: value
-        for key, value in os.environ.items()
-        if key.lower() not in ("http_proxy", "https_proxy", "all_proxy") and not key.startswith("GIT_")
+        for key, value in environment_without_secrets(hidden_env).items()
+        if key.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy") and not key.startswith("GIT_")
     }
     settings = [
-        # Scoped to the index URL, and no redirects: git would otherwise take a redirect's
-        # target as the new base URL and send the header there.
-        (f"http.{index_url}.extraHeader", f"Authorization: {authorization}"),
-        ("http.followRedirects", "false"),
-        # The user's git config may route this URL through the proxy (that is what
-        # `setup` writes); this fetch must go straight to the registry.
+        # Only the index URL goes through the proxy; nothing else is fetched. No redirects:
+        # git would take a redirect's target as the new base URL.
         ("http.proxy", ""),
-        ("http.sslCAInfo", str(cafile)),
+        (f"http.{index_url}.proxy", own_proxy),
+        (f"http.{index_url}.sslCAInfo", str(cainfo)),
+        ("http.followRedirects", "false"),
     ]
     env.update(
         GIT_CONFIG_NOSYSTEM="1",

@@ -15,6 +15,7 @@ from cargo_vouch import paths
 from cargo_vouch.ca.authority import ensure_ca, system_roots
 from cargo_vouch.ca.files import write_if_changed
 from cargo_vouch.config import ConfigError, is_loopback, load_config, registry_hosts
+from cargo_vouch.hardening import protect_process
 from cargo_vouch.logs import get_logger
 from cargo_vouch.proxy.state import VouchState
 
@@ -34,6 +35,15 @@ def write_upstream_bundle(extra_ca: Path | None) -> Path:
     return bundle
 
 
+def own_proxy_url(host: str, port: int, proxyauth: str | None) -> str:
+    """How the proxy's own git fetch reaches it: with `run`'s `user:password`, if any."""
+    credential = ""
+    if proxyauth and ":" in proxyauth and not proxyauth.startswith(("@", "ldap")):
+        credential = proxyauth + "@"
+    name = f"[{host}]" if ":" in host else host
+    return f"http://{credential}{name}:{port}"
+
+
 class ConfigLoader:
     def __init__(self, state: VouchState) -> None:
         self.state = state
@@ -41,7 +51,6 @@ class ConfigLoader:
 
     def running(self) -> None:
         self._running = True
-        self.state.learn_all()
         # mitmproxy 12 binds its servers before a script's option changes reach them (11
         # does not): if they listen anywhere but the configured loopback address, rebind.
         proxyserver = ctx.master.addons.get("proxyserver")
@@ -55,8 +64,13 @@ class ConfigLoader:
             logger.info(f"moving the proxy to {want_host}:{want_port}")
             ctx.options.update(server=False)
             ctx.options.update(server=True)
+        listening = [(host, port) for host, port in bound if is_loopback(host)] or [(want_host, want_port)]
+        self.state.own_proxy = own_proxy_url(*listening[0], ctx.options.proxyauth)
+        self.state.learn_all()
 
     def load(self, loader: Loader) -> None:
+        # First of all: no other process of this user may read what this one will hold.
+        protect_process()
         loader.add_option(
             "vouch_config",
             str,
@@ -114,7 +128,7 @@ class ConfigLoader:
         if reason:
             logger.info(f"issued the CA ({reason}): {ca.cert}")
         bundle = write_upstream_bundle(config.proxy.upstream_ca)
-        self.state.apply(config, bundle)
+        self.state.apply(config, bundle, ca.cert)
 
         listen = config.proxy.listen
         updates: dict[str, object] = {

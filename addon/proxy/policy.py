@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cargo_vouch.protocol import Operation, Owners, Unyank, Yank
 from cargo_vouch.proxy.answers import REFUSED_STATUS
 from cargo_vouch.proxy.publish_body import too_large_message
-from cargo_vouch.proxy.routing import PublishUpload, Route, Unrecognised
+from cargo_vouch.proxy.routing import READ, PublishUpload, Route, Unrecognised
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class Authorize:
 
 
 Verdict = Refuse | Divert | Authorize
+#: The verdicts nearly every request gets, made once.
+_READ = Authorize(READ)
+_READ_CONFIG_JSON = Authorize(READ, config_json=True)
 
 
 def decide(route: Route, method: str, path: str, content_length: str | None = None) -> Verdict:
@@ -65,6 +68,8 @@ def decide(route: Route, method: str, path: str, content_length: str | None = No
     if isinstance(operation, Owners) and method != "GET" and registry.touch:
         return Divert()  # the touch names the users added or removed, from the body
     # What is left to touch for is a yank or unyank; listing owners changes nothing.
-    touch = registry.touch and isinstance(operation, Yank | Unyank)
     config_json = registry.is_sparse and path == route.registry.index.path + "config.json"
+    if operation is READ:
+        return _READ_CONFIG_JSON if config_json else _READ
+    touch = registry.touch and isinstance(operation, Yank | Unyank)
     return Authorize(operation, touch=touch, config_json=config_json)

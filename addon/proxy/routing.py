@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from cargo_vouch.config import RegistryConfig, is_plain_path
@@ -44,12 +44,12 @@ class UrlPrefix:
     path: str  # ends with "/" for directories, so "/index" never covers "/index-evil"
 
     @classmethod
-    def parse(cls, url: str, *, directory: bool = True) -> UrlPrefix:
-        """`directory=False` keeps a literal string prefix, for the head of a dl template."""
+    def parse(cls, url: str) -> UrlPrefix:
+        """A configured URL (already checked by the config), as a directory prefix."""
         parts = urlsplit(url)
         assert parts.scheme == "https" and parts.hostname, url
         path = parts.path or "/"
-        if directory and not path.endswith("/"):
+        if not path.endswith("/"):
             path += "/"
         return cls(parts.hostname.lower(), parts.port or 443, path)
 
@@ -68,6 +68,8 @@ class UrlPrefix:
 
 
 READ_METHODS = frozenset({"GET", "HEAD"})
+#: Every read is the same operation: one value, not one per request.
+READ = Read()
 _PATH_PARAMS = re.compile(r";[^/]*")
 
 
@@ -109,15 +111,15 @@ def classify_operation(path: str, method: str) -> RequestOperation:
         if len(rest) == 2 and verb == "owners" and method in ("GET", "PUT", "DELETE"):
             return Owners(rest[0])
     if method in READ_METHODS:
-        return Read()
+        return READ
     if method == "POST" and decoded.lower().endswith("/git-upload-pack"):
-        return Read()  # git's fetch: the refs it wants, in a POST body
+        return READ  # git's fetch: the refs it wants, in a POST body
     return Unrecognised()
 
 
-@dataclass(frozen=True)
-class Route:
-    """A request that belongs to a registry: which one, and what it asks of it."""
+class Route(NamedTuple):
+    """A request that belongs to a registry: which one, and what it asks of it. (A tuple:
+    one is made for every registry request.)"""
 
     registry: RegistryRoutes
     operation: RequestOperation
@@ -128,8 +130,46 @@ class Route:
         return not isinstance(self.operation, Read)
 
 
+def learned_prefix(value: str) -> UrlPrefix | str:
+    """The prefix a `dl` or `api` URL from config.json covers, or why it covers none.
+
+    A `dl` may be a template (`{crate}`, `{version}`, `{prefix}`, `{lowerprefix}`,
+    `{sha256-checksum}`, anywhere, a query string included): the prefix is its literal
+    path up to the last `/` before the first marker. Without a marker Cargo appends
+    `/{crate}/{version}/download`, so the whole URL is a directory.
+    """
+    head = value.split("{", 1)[0]
+    templated = head != value
+    parts = urlsplit(head)
+    if parts.scheme != "https" or not parts.hostname:
+        return "is not an https URL"
+    if templated and "/" not in head.removeprefix("https://"):
+        return "holds a marker before its path begins"
+    if parts.username is not None or parts.password is not None:
+        return "carries credentials in the URL"
+    try:
+        _ = parts.port
+    except ValueError:
+        return "has an invalid port"
+    path = parts.path or "/"
+    if templated or parts.query:
+        path = path[: path.rfind("/") + 1]
+    if not path.endswith("/"):
+        path += "/"
+    if not is_plain_path(path):
+        return "has dot segments or encoded slashes in its path"
+    prefix = UrlPrefix(parts.hostname.lower(), parts.port or 443, path)
+    if prefix.path == "/":
+        return "would cover every path of its host"
+    return prefix
+
+
 class RegistryRoutes:
-    """The URL prefixes of one registry: configured ones plus `dl`/`api` from config.json."""
+    """The URL prefixes of one registry: configured ones plus `dl`/`api` from config.json.
+
+    Only the configured hosts (the index's and those of `prefixes`) are ever opened or get
+    the token: a `dl` or `api` that config.json places anywhere else is not adopted.
+    """
 
     def __init__(self, config: RegistryConfig) -> None:
         self.config = config
@@ -138,33 +178,41 @@ class RegistryRoutes:
         self.dl: UrlPrefix | None = None
         self.api: UrlPrefix | None = None
         self.learned = False
+        #: Other registries' index prefixes, which a learned prefix must not cover.
+        self.foreign_indexes: tuple[UrlPrefix, ...] = ()
 
     @property
     def name(self) -> str:
         return self.config.name
 
+    def configured_origins(self) -> set[tuple[str, int]]:
+        return {self.index.origin, *(p.origin for p in self.extra)}
+
     def learn(self, registry_json: dict[str, object]) -> list[str]:
         """Adopt `dl` and `api` from the index's config.json; returns problems to report."""
         problems = []
-        for key in ("dl", "api"):
+        learned: dict[str, UrlPrefix | None] = {"dl": None, "api": None}
+        for key in learned:
             value = registry_json.get(key)
             if value is None:
                 continue
             if not isinstance(value, str):
-                problems.append(f"config.json '{key}' is not a string")
+                problems.append(f"config.json '{key}' is not a string; it gets no token")
                 continue
-            # Cargo's dl may be a template; the prefix is everything before the first marker.
-            base = value.split("{", 1)[0]
-            parts = urlsplit(base)
-            if parts.scheme != "https" or not parts.hostname:
-                problems.append(f"config.json '{key}' = '{value}' is not https; it gets no token")
-                continue
-            # A dl template such as https://h/crates-{crate} is matched on its literal head.
-            prefix = UrlPrefix.parse(base, directory="{" not in value)
-            if key == "dl":
-                self.dl = prefix
+            prefix = learned_prefix(value)
+            if isinstance(prefix, str):
+                problems.append(f"config.json '{key}' = '{value}' {prefix}; it gets no token")
+            elif prefix.origin not in self.configured_origins():
+                problems.append(
+                    f"config.json '{key}' = '{value}' is on {prefix.host}, which is not configured: it gets no token "
+                    f'and TLS to it is tunnelled; add "https://{prefix.host}:{prefix.port}/" to prefixes in '
+                    f"[registries.{self.name}] (or run 'cargo vouch setup --registry {self.name}') if it is the registry's"
+                )
+            elif any(prefix.covers(*index.origin, index.path) for index in self.foreign_indexes):
+                problems.append(f"config.json '{key}' = '{value}' would cover another registry's index; it gets no token")
             else:
-                self.api = prefix
+                learned[key] = prefix
+        self.dl, self.api = learned["dl"], learned["api"]
         self.learned = True
         return problems
 
@@ -174,7 +222,8 @@ class RegistryRoutes:
         return found
 
     def origins(self) -> set[tuple[str, int]]:
-        return {p.origin for p in self.prefixes()}
+        """Where this registry's requests go: its configured hosts only."""
+        return self.configured_origins()
 
     def match(self, host: str, port: int, path: str, method: str) -> Route | None:
         in_index = self.index.covers(host, port, path)
@@ -189,11 +238,15 @@ class Router:
 
     def __init__(self, registries: list[RegistryConfig]) -> None:
         self.registries = [RegistryRoutes(r) for r in registries]
+        for registry in self.registries:
+            registry.foreign_indexes = tuple(r.index for r in self.registries if r is not registry)
+        #: Configured origins never change for a config: looked up on every request.
+        self._origins = frozenset(origin for r in self.registries for origin in r.configured_origins())
 
     def match(self, scheme: str, host: str, port: int, path_with_query: str, method: str) -> Route | None:
         if scheme != "https":
             return None
-        path = path_with_query.split("?", 1)[0]
+        path = path_with_query.partition("?")[0]
         if not is_plain_path(path):
             return None
         for registry in self.registries:
@@ -204,5 +257,4 @@ class Router:
 
     def intercepts(self, host: str, port: int) -> bool:
         """Whether TLS to this origin is opened at all; everything else is tunnelled."""
-        host = host.lower()
-        return any((host, port) in r.origins() for r in self.registries)
+        return (host.lower(), port) in self._origins

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from mitmproxy import http
 
-from cargo_vouch.config import VouchConfig, registry_hosts
+from cargo_vouch import children
+from cargo_vouch.config import VouchConfig
 from cargo_vouch.index_config import IndexConfigError
 from cargo_vouch.logs import get_logger
 from cargo_vouch.protocol import Operation, Provider, ProviderError, Read
@@ -70,15 +71,22 @@ class VouchState:
         self.cache = TokenCache()
         #: The roots trusted for registry TLS: the system's plus `upstream-ca`.
         self.upstream_bundle = Path()
+        #: This proxy's own URL (with `run`'s credential) and the CA bundle Cargo trusts, for
+        #: the git fetch that learns a git index's config.json through the proxy itself.
+        self.own_proxy: str | None = None
+        self.cainfo = Path()
         self._learning: dict[str, asyncio.Task[None]] = {}
 
-    def apply(self, config: VouchConfig, upstream_bundle: Path) -> None:
+    def apply(self, config: VouchConfig, upstream_bundle: Path, cainfo: Path | None = None) -> None:
         registries = list(config.registries.values())
         self.config = config
         self.router = Router(registries)
-        self.providers = {r.name: provider_for(r, config.proxy.upstream_ca) for r in registries}
+        self.providers = {
+            r.name: provider_for(r, config.proxy.upstream_ca, config.secret_variables) for r in registries
+        }
         self.cache = TokenCache()
         self.upstream_bundle = upstream_bundle
+        self.cainfo = cainfo or Path()
         self._learning = {}
 
     # -- which registry, which operation --------------------------------------------------
@@ -127,9 +135,19 @@ class VouchState:
         for registry in self.router.registries:
             self._learning_task(registry)
 
-    async def ensure_learned(self, registry: RegistryRoutes) -> None:
-        """Learn `dl`/`api` before a request that may need them; one attempt at a time."""
-        await self._learned([registry])
+    async def stop(self) -> None:
+        """Shutting down: learning ends, and no child process is left being made."""
+        for task in self._learning.values():
+            task.cancel()
+        if self._learning:
+            await asyncio.wait(self._learning.values(), timeout=2)
+        await children.settle()
+
+    def learn_soon(self, registry: RegistryRoutes) -> None:
+        """Try again to learn `dl`/`api` if an earlier attempt failed, without waiting: an
+        index request must not wait for learning, which may be fetching that very index."""
+        if not registry.learned:
+            self._learning_task(registry)
 
     async def _learned(self, registries: Iterable[RegistryRoutes], *, start: bool = True) -> None:
         """The one way to wait for learning: each registry's attempt is shared by all who
@@ -153,12 +171,9 @@ class VouchState:
 
     async def _learn(self, registry: RegistryRoutes) -> None:
         config = registry.config
-        fetch = fetch_sparse_config if config.is_sparse else fetch_git_config
         try:
-            # A token of its own: a one-use token belongs to the request that asked for it.
-            issued = await self.cache.get(registry.name, self.providers[registry.name], Read())
             async with asyncio.timeout(config.provider_timeout):
-                data = await fetch(config.index, self.authorization(registry, issued), self.upstream_bundle, config.provider_timeout)
+                data = await self._fetch_config_json(registry)
         except (IndexConfigError, ProviderError) as exc:
             # Not learned: the next index request tries again. Downloads would get no token.
             logger.warning(f"{registry.name}: cannot read config.json yet ({exc}); dl/api requests get no token until it is read")
@@ -171,6 +186,19 @@ class VouchState:
             return
         self.learned_from(registry, data)
 
+    async def _fetch_config_json(self, registry: RegistryRoutes) -> dict[str, object]:
+        config = registry.config
+        if not config.is_sparse:
+            if self.own_proxy is None:
+                raise IndexConfigError("the proxy is not listening yet")
+            hidden = self.config.secret_variables if self.config else frozenset()
+            return await fetch_git_config(config.index, self.own_proxy, self.cainfo, config.provider_timeout, hidden)
+        # A token of its own: a one-use token belongs to the request that asked for it.
+        issued = await self.cache.get(registry.name, self.providers[registry.name], Read())
+        return await fetch_sparse_config(
+            config.index, self.authorization(registry, issued), self.upstream_bundle, config.provider_timeout
+        )
+
     def learned_from(self, registry: RegistryRoutes, data: dict[str, object]) -> None:
         """Adopt config.json; report only what changed (Cargo fetches it on every run)."""
         before = (registry.learned, registry.dl, registry.api)
@@ -179,12 +207,4 @@ class VouchState:
             return
         for problem in problems:
             logger.warning(f"{registry.name}: {problem}")
-        assert self.config is not None
-        for prefix in (registry.dl, registry.api):
-            if prefix is not None and prefix.host not in registry_hosts(self.config):
-                # The CA is name-constrained to configured hosts; Cargo would reject its leaf.
-                logger.warning(
-                    f"{registry.name}: config.json sends requests to {prefix.host}, which the CA does not cover; "
-                    f"add \"{prefix}\" to prefixes in [registries.{registry.name}] and restart the proxy"
-                )
         logger.info(f"{registry.name}: dl={registry.dl or '-'} api={registry.api or '-'} (from config.json)")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from mitmproxy import http  # noqa: E402
 from mitmproxy.addons import tlsconfig  # noqa: E402
 from mitmproxy.test import taddons, tflow, tutils  # noqa: E402
 
@@ -24,6 +25,13 @@ from cargo_vouch.proxy.addons import make_addons  # noqa: E402
 
 #: Requests in flight at once: about what Cargo keeps open over HTTP/2 in a large fetch.
 IN_FLIGHT = 200
+CARGO_HEADERS = (
+    (b"Host", b"cargo.corp.example"),
+    (b"User-Agent", b"cargo/1.95.0 (f2d3ce0bd 2026-03-21)"),
+    (b"Accept", b"*/*"),
+    (b"Accept-Encoding", b"deflate, gzip, br, zstd"),
+    (b"cargo-protocol", b"version=1"),
+)
 
 
 async def measure(requests: int) -> dict[str, float]:
@@ -45,12 +53,16 @@ async def measure(requests: int) -> dict[str, float]:
             loader.state.router.registries[0].learned = True
 
             def flow(n: int):  # type: ignore[no-untyped-def]
+                """A sparse index request as current Cargo sends it, in its CONNECT tunnel."""
                 f = tflow.tflow(req=tutils.treq(host="cargo.corp.example", port=443, scheme=b"https",
-                                                path=f"/index/3/c/crate{n}".encode()))
+                                                path=f"/index/3/c/crate{n}".encode(), headers=http.Headers(CARGO_HEADERS)))
+                f.server_conn.address = ("cargo.corp.example", 443)
                 f.response = None
                 return f
 
-            await injector.requestheaders(flow(-1))  # the one provider call
+            first = flow(-1)
+            await injector.requestheaders(first)  # the one provider call
+            assert first.request.headers["Authorization"] == "bench-token", "the measured path must be the token's"
 
             async def one_pass(in_flight: int, traced: bool) -> tuple[float, int]:
                 """`in_flight` requests at a time, as a build keeps a few hundred open, not

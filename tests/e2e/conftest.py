@@ -127,6 +127,11 @@ class World:
     def home(self) -> Path:
         return Path(self.env["HOME"])
 
+    @property
+    def cainfo(self) -> Path:
+        """The bundle Cargo trusts (the dedicated CA first), as `cargo vouch ca path` prints."""
+        return Path(self.env["CARGO_VOUCH_HOME"]) / "ca" / "cargo-vouch-ca-cert.pem"
+
     # --- the Vouch test double ---------------------------------------------------------
     def vouch(self, *args: str) -> str:
         result = subprocess.run(["vouch", *args], env=self.env, capture_output=True, text=True, check=True)

@@ -1,5 +1,6 @@
 """How the proxy reads a registry's config.json itself (to learn dl/api): against the
-real test registry, with real git; a redirect must never carry the token along."""
+real test registry, with real git going through the real proxy (so git never holds the
+token); a redirect must never carry the token along."""
 
 from __future__ import annotations
 
@@ -21,9 +22,17 @@ def trust(world: World, tmp_path: Path) -> Path:
     return world.pki.ca_cert
 
 
+def own_proxy(world: World) -> str:
+    """A running proxy for the git index, as the proxy's own learning fetch reaches it."""
+    world.login()
+    world.write_config(f'[registries.corp]\nindex = "{world.registry.git_index_url}"\n')
+    world.start_proxy()
+    return f"http://127.0.0.1:{world.proxy_port}"
+
+
 async def test_git_and_sparse_config_json_are_read_with_the_token(world: World, tmp_path: Path) -> None:
     token = world.issuer.mint()
-    git = await fetch_git_config(world.registry.git_index_url, token, trust(world, tmp_path), 30)
+    git = await fetch_git_config(world.registry.git_index_url, own_proxy(world), world.cainfo, 30)
     sparse = await fetch_sparse_config(world.registry.sparse_index_url, token, trust(world, tmp_path), 30)
     assert git["dl"] == sparse["dl"] == world.registry.dl_url
     assert all(r.authenticated for r in world.registry.requests)
@@ -39,11 +48,11 @@ async def test_sparse_redirect_does_not_carry_the_token(world: World, tmp_path: 
 
 
 async def test_git_redirect_does_not_carry_the_token(world: World, tmp_path: Path) -> None:
-    token = world.issuer.mint()
+    proxy_url = own_proxy(world)
     with TlsOrigin(tmp_path / "elsewhere", world.pki) as elsewhere:
         world.registry.add_redirect("/git/index.git/info/refs", f"{elsewhere.url}/index.git/info/refs?service=git-upload-pack")
         with pytest.raises(IndexConfigError):
-            await fetch_git_config(world.registry.git_index_url, token, trust(world, tmp_path), 30)
+            await fetch_git_config(world.registry.git_index_url, proxy_url, world.cainfo, 30)
         assert all("authorization" not in {k.lower() for k, _ in r.headers} for r in elsewhere.requests)
 
 

@@ -72,6 +72,11 @@ def test_defaults(tmp_path):
         ('[registries.corp]\nindex = "https://x/i.git"\nprovider-timeout = inf\n', "finite"),
         ('[registries.corp]\nindex = "https://x/i.git"\ntoken-prefix = "Bearer x\\r\\nX-Evil: 1"\n', "token-prefix"),
         ('[registries.corp]\nindex = "sparse+https://x/a/../index/"\n', "dot segments"),
+        ('[registries.corp]\nindex = "sparse+https://bücher.example/index/"\n',
+         "registries.corp.index: 'https://bücher.example/index/' has a non-ASCII host name; write it in its ASCII form, "
+         "xn--bcher-kva.example"),
+        ('[registries.corp]\nindex = "https://x/i.git"\nprefixes = ["https://dl.bücher.example/"]\n',
+         "registries.corp.prefixes: 'https://dl.bücher.example/' has a non-ASCII host name"),
         ('[registries.corp]\nindex = "https://x/i.git"\nprefixes = ["https://x/%2e%2e/"]\n', "dot segments"),
         ('[registries."corp reg"]\nindex = "https://x/i.git"\n', "registry name"),
         ('[registries.corp]\nindex = "https://x/i.git"\ntouch = "yes"\n', "registries.corp.touch"),
@@ -229,3 +234,14 @@ def test_the_sample_config_in_examples_is_valid():
     config = load_config(sample)
     assert set(config.registries) == {"corp", "corp-ci"}
     assert config.registries["corp-ci"].client_credentials is not None
+
+
+def test_an_international_host_name_stops_the_proxy_with_one_line(tmp_path, monkeypatch, capsys):
+    """It used to pass the config and crash the start-up with a traceback."""
+    from cargo_vouch.cli.main import main
+
+    monkeypatch.setenv("CARGO_VOUCH_HOME", str(tmp_path / "home"))
+    config = write(tmp_path, '[registries.corp]\nindex = "sparse+https://bücher.example/index/"\n')
+    assert main(["--config", str(config), "ca", "init"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "xn--bcher-kva.example" in err and "Traceback" not in err

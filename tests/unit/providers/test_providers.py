@@ -296,3 +296,47 @@ async def test_a_token_no_header_can_carry_is_refused_without_quoting_it(value: 
     with pytest.raises(ProviderError) as refused:
         await TokenCache().get("corp", Provider(), Read())
     assert "secret" not in refused.value.message
+
+
+def process_gone(pid: int) -> bool:
+    """Dead (or a zombie waiting for its reaper) — not running any more."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.parametrize("holding", ["stderr", "stdout"])
+async def test_a_helper_that_leaves_a_child_holding_its_output_does_not_hold_the_request(tmp_path, holding):
+    """The review's helper: provider-timeout = 3, yet requests waited ~30 s for the child."""
+    pid_file = tmp_path / "lingering.pid"
+    keep = "2>&1 >/dev/null" if holding == "stderr" else ">&1 2>/dev/null"
+    script = tmp_path / "token-helper"
+    script.write_text(f"#!/bin/sh\nsleep 60 {keep} &\necho $! > {pid_file}\necho tok-from-helper\n")
+    script.chmod(0o755)
+    registry = RegistryConfig(
+        name="corp", index="https://x/i.git", credential_provider=("cargo:token-from-stdout", str(script)),
+        provider_timeout=3.0,
+    )
+    token = await asyncio.wait_for(provider_for(registry).get(Read()), 10)  # a bound, not a timing
+    assert token.value == "tok-from-helper"
+    assert process_gone(int(pid_file.read_text()))  # killed with the helper's process group
+
+
+async def test_provider_children_do_not_get_the_secrets_the_proxy_reads(tmp_path, monkeypatch):
+    """Another process of this user can read a running provider's /proc/PID/environ."""
+    monkeypatch.setenv("CARGO_REGISTRIES_CORP_TOKEN", "real-registry-token")
+    monkeypatch.setenv("CARGO_REGISTRY_TOKEN", "crates-io-token")
+    monkeypatch.setenv("VOUCH_CLIENT_SECRET", "ci-client-secret")
+    monkeypatch.setenv("HARMLESS", "kept")
+    dump = tmp_path / "env"
+    script = tmp_path / "env-helper"
+    script.write_text(f"#!/bin/sh\nenv > {dump}\necho tok\n")
+    script.chmod(0o755)
+    registry = RegistryConfig(name="corp", index="https://x/i.git", credential_provider=("cargo:token-from-stdout", str(script)))
+    await provider_for(registry, hidden_env=frozenset({"VOUCH_CLIENT_SECRET"})).get(Read())
+    seen = dump.read_text()
+    assert "HARMLESS=kept" in seen and "CARGO_REGISTRY_INDEX_URL=https://x/i.git" in seen
+    for secret in ("real-registry-token", "crates-io-token", "ci-client-secret"):
+        assert secret not in seen

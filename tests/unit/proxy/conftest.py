@@ -41,10 +41,18 @@ def proxy(isolated_home, tmp_path):
         context.__exit__(None, None, None)
 
 
-def registry_request(host="cargo.corp.example", path="/index/3/f/foo", method="GET", port=443, scheme="https", headers=()):
+def registry_request(host="cargo.corp.example", path="/index/3/f/foo", method="GET", port=443, scheme="https",
+                     headers=(), host_header: str | None = None):
+    """A request as it arrives in a CONNECT tunnel to host:port: mitmproxy has set the
+    request's host and port from the tunnel, the client sent `Host` (default: the tunnel's)."""
+    if host_header is None:
+        host_header = host if port == 443 else f"{host}:{port}"
+    fields = [(b"Host", host_header.encode())] if host_header else []
+    fields += [(k.encode(), v.encode()) for k, v in headers]
     flow = tflow.tflow(
         req=tutils.treq(host=host, port=port, scheme=scheme.encode(), path=path.encode(), method=method.encode(),
-                        headers=http.Headers([(k.encode(), v.encode()) for k, v in headers]))
+                        headers=http.Headers(fields))
     )
+    flow.server_conn.address = (host, port)
     flow.response = None
     return flow

@@ -7,11 +7,20 @@ import json
 import re
 
 import pytest
+from mitmproxy import http
 from mitmproxy.test import tutils
 
 from cargo_vouch.providers.token_cache import EXPIRY_MARGIN_SECONDS
 from cargo_vouch.proxy.inject import REDACTED
 from tests.unit.proxy.conftest import GIT_INDEX, SPARSE_CONFIG, registry_request
+
+
+def through_stream(flow, *chunks: bytes) -> bytes:
+    """What Cargo receives of a streamed answer: each chunk through the flow's stream
+    callable, then the end (b""), as mitmproxy drives it."""
+    stream = flow.response.stream
+    assert callable(stream)
+    return b"".join(b"".join(stream(chunk)) if chunk else stream(chunk) for chunk in (*chunks, b""))
 
 
 async def test_registry_request_gets_the_provider_token_replacing_the_clients(proxy, vouch_session):
@@ -112,12 +121,14 @@ async def test_sparse_config_json_is_learned_and_loses_auth_required(proxy, vouc
     flow = registry_request(path="/index/config.json", headers=[("If-None-Match", '"abc"')])
     await injector.requestheaders(flow)
     assert "If-None-Match" not in flow.request.headers  # so the proxy always sees the body
+    assert flow.request.headers["Accept-Encoding"] == "identity"  # ...as the registry wrote it
     upstream = {"dl": "https://cargo.corp.example/dl", "api": "https://cargo.corp.example/web", "auth-required": True}
-    flow.response = tutils.tresp(status_code=200, content=json.dumps(upstream).encode())
+    body = json.dumps(upstream).encode()
+    flow.response = tutils.tresp(status_code=200, content=b"", headers=http.Headers(((b"Content-Length", str(len(body)).encode()),)))
     injector.responseheaders(flow)
-    assert not flow.response.stream
+    handed_to_cargo = json.loads(through_stream(flow, body))
     injector.response(flow)
-    handed_to_cargo = json.loads(flow.response.content)
+    assert "Content-Length" not in flow.response.headers and flow.response.headers["Transfer-Encoding"] == "chunked"
     assert "auth-required" not in handed_to_cargo
     assert handed_to_cargo["dl"] == upstream["dl"]
     download = registry_request(path="/dl/foo/1.0.0/download")

@@ -50,30 +50,77 @@ def test_git_index_prefix_covers_smart_http(path, expected):
 
 
 def test_dl_and_api_learned_from_config_json():
+    r = router(GIT, prefixes=("https://cargo.corp.example/",))
+    assert r.match("https", "cargo.corp.example", 443, "/dl/serde/1.0.0/download", "GET") is not None  # the prefix
     r = router(GIT)
-    assert r.match("https", "cargo.corp.example", 443, "/dl/serde/1.0.0/download", "GET") is None
-    problems = r.registries[0].learn({"dl": "https://cargo.corp.example/dl", "api": "https://cargo.corp.example/web"})
+    assert r.match("https", "git.corp.example", 443, "/dl/serde/1.0.0/download", "GET") is None
+    problems = r.registries[0].learn({"dl": "https://git.corp.example/dl", "api": "https://git.corp.example/web"})
     assert problems == []
-    dl = r.match("https", "cargo.corp.example", 443, "/dl/serde/1.0.0/download", "GET")
+    dl = r.match("https", "git.corp.example", 443, "/dl/serde/1.0.0/download", "GET")
     assert dl is not None and dl.operation == Read()
-    publish = r.match("https", "cargo.corp.example", 443, "/web/api/v1/crates/new", "PUT")
+    publish = r.match("https", "git.corp.example", 443, "/web/api/v1/crates/new", "PUT")
     assert publish is not None and publish.operation == PublishUpload()
-    assert r.match("https", "cargo.corp.example", 443, "/webhooks", "GET") is None
-    assert r.intercepts("cargo.corp.example", 443)
+    assert r.match("https", "git.corp.example", 443, "/webhooks", "GET") is None
 
 
-def test_dl_template_matches_its_literal_head_only():
+@pytest.mark.parametrize(
+    "dl,prefix",
+    [
+        ("https://git.corp.example/dl", "https://git.corp.example:443/dl/"),  # Cargo appends /{crate}/{version}/download
+        ("https://git.corp.example/dl/{crate}/{version}/download", "https://git.corp.example:443/dl/"),
+        ("https://git.corp.example/dl/{prefix}/{crate}-{version}.crate", "https://git.corp.example:443/dl/"),
+        ("https://git.corp.example/files/{lowerprefix}/{crate}/{sha256-checksum}", "https://git.corp.example:443/files/"),
+        ("https://git.corp.example/dlq/download?crate={crate}&version={version}", "https://git.corp.example:443/dlq/"),
+        ("https://git.corp.example/dl/crates-{crate}", "https://git.corp.example:443/dl/"),
+        ("https://git.corp.example:443/api/v1/crates", "https://git.corp.example:443/api/v1/crates/"),  # Kellnr writes :443
+    ],
+)
+def test_the_learned_prefix_is_the_literal_path_up_to_the_last_slash_before_a_marker(dl: str, prefix: str) -> None:
+    r = router(GIT)
+    assert r.registries[0].learn({"dl": dl}) == []
+    assert str(r.registries[0].dl) == prefix
+
+
+@pytest.mark.parametrize(
+    "dl,problem",
+    [
+        ("https://git.corp.example:4{crate}/x", "holds a marker before its path begins"),
+        ("https://git.corp.example/{crate}/{version}", "would cover every path of its host"),
+        ("https://git.corp.example/crates-{crate}", "would cover every path of its host"),
+        ("https://git.corp.example", "would cover every path of its host"),
+        ("https://git.corp.example/download?c={crate}", "would cover every path of its host"),
+        ("http://git.corp.example/dl", "is not an https URL"),
+        ("https://user:pw@git.corp.example/dl", "carries credentials in the URL"),
+        ("https://git.corp.example/a/../dl", "has dot segments"),
+        ("https://evil.test/dl", "is on evil.test, which is not configured"),
+        ("https://git.corp.example:8443/dl", "is on git.corp.example, which is not configured"),
+    ],
+)
+def test_a_learned_prefix_never_covers_a_root_nor_an_unconfigured_host(dl: str, problem: str) -> None:
+    r = router(GIT)
+    problems = r.registries[0].learn({"dl": dl})
+    assert len(problems) == 1 and problem in problems[0] and "it gets no token" in problems[0]
+    assert r.registries[0].dl is None
+    assert not r.intercepts("evil.test", 443)
+
+
+def test_a_learned_prefix_never_covers_another_registry_s_index() -> None:
+    r = Router([
+        RegistryConfig(name="corp", index="sparse+https://cargo.corp.example/corp/index/"),
+        RegistryConfig(name="team", index="sparse+https://cargo.corp.example/team/index/"),
+    ])
+    corp = r.registries[0]
+    problems = corp.learn({"dl": "https://cargo.corp.example/team/"})
+    assert problems and "would cover another registry's index" in problems[0]
+    assert r.match("https", "cargo.corp.example", 443, "/team/index/config.json", "GET").registry.name == "team"
+
+
+def test_a_learned_dl_on_an_unconfigured_host_is_neither_opened_nor_matched() -> None:
     r = router(SPARSE)
-    r.registries[0].learn({"dl": "https://files.corp.example/crates-{crate}-{version}.crate"})
-    assert r.match("https", "files.corp.example", 443, "/crates-serde-1.0.0.crate", "GET")
-    assert r.match("https", "files.corp.example", 443, "/private/key", "GET") is None
-
-
-def test_plain_http_dl_is_never_adopted():
-    r = router(SPARSE)
-    problems = r.registries[0].learn({"dl": "http://cargo.corp.example/dl"})
-    assert problems and "not https" in problems[0]
-    assert r.match("https", "cargo.corp.example", 443, "/dl/x/1/download", "GET") is None
+    problems = r.registries[0].learn({"dl": "https://evil.test/dl"})
+    assert 'add "https://evil.test:443/" to prefixes in [registries.corp]' in problems[0]
+    assert not r.intercepts("evil.test", 443)
+    assert r.match("https", "evil.test", 443, "/dl/x/1/download", "GET") is None
 
 
 def test_extra_prefixes():
@@ -103,7 +150,7 @@ def test_writes_are_recognised_when_index_and_api_share_the_root(learned):
     """A common single-origin layout: index at the host root, api = the host."""
     r = router("sparse+https://cargo.corp.example/")
     if learned:
-        r.registries[0].learn({"api": "https://cargo.corp.example"})
+        assert r.registries[0].learn({"api": "https://cargo.corp.example"}) != []  # the root: never adopted
     publish = r.match("https", "cargo.corp.example", 443, "/api/v1/crates/new", "PUT")
     assert publish is not None and publish.operation == PublishUpload()
     index = r.match("https", "cargo.corp.example", 443, "/config.json", "GET")

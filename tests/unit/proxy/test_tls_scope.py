@@ -42,3 +42,19 @@ def tutils_client_hello(sni: str | None) -> bytes:
         pass
     record = outgoing.read()
     return record[9:]  # strip the record header (5) and handshake header (4)
+
+
+async def test_a_dl_host_learned_outside_the_config_is_tunnelled_not_opened(proxy, isolated_home):
+    """config.json naming another host must not get a leaf minted for it (the CA's name
+    constraints were all that kept Cargo from accepting one)."""
+    from mitmproxy import connection, tls
+    from mitmproxy.proxy import context
+
+    tctx, state, scope, _ = proxy(SPARSE_CONFIG)
+    state.learned_from(state.router.registries[0], {"dl": "https://evil.test/crates"})
+    client = connection.Client(peername=("127.0.0.1", 5000), sockname=("127.0.0.1", 9001))
+    ctx = context.Context(client, tctx.options)
+    ctx.server = connection.Server(address=("evil.test", 443))
+    data = tls.ClientHelloData(ctx, tls.ClientHello(tutils_client_hello("evil.test")))
+    await scope.tls_clienthello(data)
+    assert data.ignore_connection

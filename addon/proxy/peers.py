@@ -1,0 +1,61 @@
+"""Which local user opened a TCP connection to us (Linux).
+
+A TCP socket carries no credentials (SO_PEERCRED answers only for Unix sockets), but the
+kernel lists every socket with its owner in /proc/net/tcp and /proc/net/tcp6: the client's
+socket is the entry whose local address is our peer and whose remote address is us. An
+IPv4 client may hold an IPv6 socket (it is then listed in tcp6 as ::ffff:a.b.c.d), so both
+files are read and such addresses compared as IPv4.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
+_ESTABLISHED = "01"
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def lookup_supported() -> bool:
+    """Whether this system lists sockets with their owners (Linux with /proc)."""
+    return TABLES[0].is_file()
+
+
+def socket_owner(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
+    """The uid owning the client's end of the connection from `peer` to `ours`, or None
+    when no single established socket matches (then nobody can be vouched for)."""
+    want_local = (_plain(ipaddress.ip_address(peer[0].split("%")[0])), int(peer[1]))
+    want_remote = (_plain(ipaddress.ip_address(ours[0].split("%")[0])), int(ours[1]))
+    port_hex = f":{want_local[1]:04X}"
+    owners = set()
+    for table in TABLES:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != _ESTABLISHED or not fields[1].endswith(port_hex):
+                continue
+            if _endpoint(fields[1]) == want_local and _endpoint(fields[2]) == want_remote:
+                owners.add((int(fields[7]), fields[9]))  # (uid, inode)
+    return next(iter(owners))[0] if len(owners) == 1 else None
+
+
+def _endpoint(text: str) -> tuple[Address, int]:
+    """`0100007F:1F90` (IPv4 as one little-endian word) or 32 hex digits of IPv6 (four
+    little-endian words), then the port in plain hex."""
+    address_hex, port_hex = text.split(":")
+    raw = bytes.fromhex(address_hex)
+    if len(raw) == 4:
+        address: Address = ipaddress.IPv4Address(raw[::-1])
+    else:
+        address = ipaddress.IPv6Address(b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))
+    return _plain(address), int(port_hex, 16)
+
+
+def _plain(address: Address) -> Address:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
