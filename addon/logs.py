@@ -27,3 +27,10 @@ def get_logger(module: str) -> logging.LoggerAdapter:  # type: ignore[type-arg]
     if module != ROOT and not module.startswith(ROOT + "."):
         raise ValueError(f"{module} is not a module of {ROOT}")
     return _Prefixed(logging.getLogger(module), {})
+
+
+def printable(text: str, limit: int = 200) -> str:
+    """What a client sent (a method, a path), fit for one log line: no escape sequence or
+    other control character reaches the user's terminal, and no line runs on and on."""
+    shown = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."

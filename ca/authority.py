@@ -91,6 +91,12 @@ def needs_reissue(files: CaFiles, hosts: set[str], now: datetime.datetime | None
         return "no CA yet"
     if permitted_hosts(cert) != {h.lower() for h in hosts}:
         return "registry hosts changed"
+    try:
+        constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    if constraints != _name_constraints(hosts):
+        return "name constraints out of date"
     if cert.not_valid_after_utc - now < RENEW_BEFORE:
         return "CA expires soon"
     return None
@@ -172,6 +178,9 @@ def _name_constraints(hosts: set[str]) -> x509.NameConstraints:
             permitted.append(x509.DNSName(host))
             continue
         permitted.append(x509.IPAddress(ipaddress.ip_network(address)))
+        # mitmproxy's leaf for an address has it as its CN too, which OpenSSL checks
+        # against the DNS constraints: permit that spelling as well.
+        permitted.append(x509.DNSName(str(address)))
         has_v4 |= address.version == 4
         has_v6 |= address.version == 6
     # Constraints bind only the name forms they mention: shut out IP addresses explicitly.

@@ -28,6 +28,7 @@ from cryptography import x509
 from cargo_vouch import cargo_config, paths
 from cargo_vouch.ca.authority import ca_files, load_cert, needs_reissue, permitted_hosts
 from cargo_vouch.cargo_config import CargoConfigError, Found, git_index_url, redact_url
+from cargo_vouch.cli import cargo_version, index_hosts
 from cargo_vouch.cli.environment import env_overrides
 from cargo_vouch.config import (
     ConfigError,
@@ -191,8 +192,11 @@ def check_cargo_config(cwd: Path, proxy: str, ca: Path, registry: str | None) ->
     return Check("cargo config", True, f"http.proxy = {proxy}, http.cainfo = the CA ({sources})")
 
 
-def check_registry_index(registry: RegistryConfig, config_path: Path | None, cwd: Path) -> Check:
-    """Cargo and cargo-vouch name the same index for the registry."""
+def check_registry_index(
+    registry: RegistryConfig, config_path: Path | None, cwd: Path, cargo: tuple[int, int] | None = None
+) -> Check:
+    """Cargo and cargo-vouch name the same index for the registry, of a kind the Cargo in
+    use (`cargo`: its version) can read."""
     name = f"registry {registry.name}"
     try:
         found = cargo_config.registry_index(registry.name, cwd)
@@ -214,6 +218,9 @@ def check_registry_index(registry: RegistryConfig, config_path: Path | None, cwd
             f"{redact_url(registry.index)} ({config_path})",
             "make them the same",
         )
+    advice = cargo_version.advice(cargo, registry.index) if cargo else None
+    if advice is not None:
+        return Check(name, False, f"index {redact_url(registry.index)} is a sparse index", advice)
     return Check(name, True, f"index {redact_url(registry.index)} ({found.source})")
 
 
@@ -312,6 +319,22 @@ def check_provider(registry: RegistryConfig, upstream_ca: Path | None = None, no
     return Check(name, True, f"{provider.description}: {subject} expires in {_duration(left)}{dialect}")
 
 
+def check_index_hosts(registry: RegistryConfig, config: VouchConfig) -> Check:
+    """config.json's `dl` and `api` are on hosts the config covers (else they get no token)."""
+    name = f"dl/api {registry.name}"
+    try:
+        data = index_hosts.read_config_json(registry, config.proxy.upstream_ca, config.proxy.listen, config.secret_variables)
+    except index_hosts.Unreadable as exc:
+        return Check(name, True, f"config.json not read ({exc})", "run doctor again once it can be read", warn=True)
+    missing = index_hosts.uncovered(registry, data)
+    if missing:
+        shown = "; ".join(f"{m.key} = {m.value} is on a host the config does not cover" for m in missing)
+        lines = ", ".join(f'"{m.prefix}"' for m in missing)
+        return Check(name, False, shown, f"add {lines} to prefixes in [registries.{registry.name}] of {config.path}")
+    dl, api = data.get("dl", "-"), data.get("api", "-")
+    return Check(name, True, f"dl = {dl}, api = {api}: on configured hosts")
+
+
 def _dialect(dialect: Dialect | None) -> str:
     return "" if dialect is None else f"; {dialect.describe()}"
 
@@ -331,15 +354,20 @@ def run_checks(config_arg: str | None, registry: str | None, cwd: Path) -> list[
     ca = paths.ca_cert_path()
     checks.append(check_ca(config))
     checks.append(check_cargo_config(cwd, proxy, ca, registry or _only_name(registries)))
+    cargo = cargo_version.installed(cwd)
     for entry in registries:
-        checks.append(check_registry_index(entry, config.path, cwd))
+        checks.append(check_registry_index(entry, config.path, cwd, cargo))
         git = check_git(entry, cwd, proxy, ca)
         if git is not None:
             checks.append(git)
     if registries:  # the variables that matter depend on the registry's host
         checks += check_environment(registries, cwd, proxy, ca)
     checks.append(check_proxy(config.proxy.listen))
-    checks += [check_provider(entry, config.proxy.upstream_ca) for entry in registries]
+    for entry in registries:
+        provider = check_provider(entry, config.proxy.upstream_ca)
+        checks.append(provider)
+        if provider.ok:
+            checks.append(check_index_hosts(entry, config))
     return checks
 
 

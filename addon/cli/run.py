@@ -17,6 +17,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from cargo_vouch import paths
 from cargo_vouch.ca.authority import ensure_ca
@@ -91,6 +92,32 @@ def child_environment(
             env[variable] = ",".join(kept)
             notes.append(f"{variable}: registry hosts taken out for CMD, so their requests go through the proxy")
     return env, notes
+
+
+def exposed_secrets(config: VouchConfig, environ: Mapping[str, str] = os.environ) -> list[str]:
+    """Secrets this process was given (the CI client secret, a real registry token) that a
+    process of this user above it still holds in its environment: CMD could read them from
+    /proc/PID/environ there, whatever `run` hides. One line each: variable, pid, program."""
+    names = [*config.secret_variables, *(env_name(f"registries.{name}.token") for name in config.registries)]
+    wanted = {f"{name}={environ[name]}".encode() for name in names if environ.get(name) not in (None, "", PLACEHOLDER_TOKEN)}
+    found: list[str] = []
+    pid = os.getppid()
+    while wanted and pid > 0:
+        proc = Path(f"/proc/{pid}")
+        try:
+            held = set((proc / "environ").read_bytes().split(b"\0"))
+            program = (proc / "comm").read_text().strip()
+        except OSError:  # not ours to read (another user's, root's): nor CMD's
+            held, program = set(), ""
+        names = sorted(entry.split(b"=", 1)[0].decode() for entry in wanted & held)
+        if names:
+            found.append(f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} also in the environment "
+                         f"of process {pid} ({program})")
+        try:
+            pid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return found
 
 
 def exit_status(returncode: int) -> int:
@@ -188,6 +215,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not config.registries:
         where = config.path or paths.config_path()[0]
         raise VouchError(f"run: no registries in {where}; add one (or run 'cargo vouch setup')")
+    exposed = exposed_secrets(config)
+    if exposed and not args.allow_exposed_secrets:
+        raise VouchError(
+            f"run: {'; '.join(exposed)}: the command and its build scripts could read "
+            "it there (/proc/PID/environ); start run with exec ('exec cargo vouch run -- ...') so that no "
+            "other process of yours holds it, or pass --allow-exposed-secrets"
+        )
     # Before the proxy starts: mitmproxy's TLS addon would otherwise create its own,
     # unconstrained CA in the CA directory the moment it is pointed there.
     ensure_ca(paths.ca_dir(), registry_hosts(config))
@@ -205,6 +239,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "(environment only, no file written), and stops the proxy when CMD ends. Exits with CMD's status.",
     )
     run.add_argument("--listen", help="loopback HOST:PORT (default: 127.0.0.1 and a free port)")
+    run.add_argument(
+        "--allow-exposed-secrets", action="store_true",
+        help="run even when a parent process's environment holds a secret the proxy reads (CMD can read it there)",
+    )
     run.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="cargo-vouch config file")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARG...]")
     run.set_defaults(func=cmd_run)

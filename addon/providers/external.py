@@ -66,7 +66,10 @@ class ExternalProvider:
 
     async def _read_line(self, child: Child) -> bytes:
         assert child.process.stdout
-        line = await child.process.stdout.readline()
+        try:
+            line = await child.process.stdout.readline()
+        except ValueError:  # asyncio's limit on one line: no protocol message is that long
+            raise ProtocolError("a line longer than 64 KiB") from None
         if not line:
             raise ProviderError("other", await self._crash_message(child))
         return line

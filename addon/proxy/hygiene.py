@@ -38,13 +38,17 @@ _DECODE_ROUNDS = 3
 Fields = tuple[tuple[bytes, bytes], ...]
 
 
+#: Credentials of the client's own: never on a request that gets the registry's token.
+CLIENT_CREDENTIALS = frozenset({b"authorization", b"cookie"})
+
+
 @dataclass(frozen=True)
 class Clean:
     """The header fields to send on (override headers dropped), and whether the client sent
-    an Authorization of its own (which a routed request never passes on)."""
+    credentials of its own (Authorization, Cookie), which a routed request never passes on."""
 
     fields: Fields
-    has_authorization: bool
+    has_credentials: bool
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,9 @@ def check(request: http.Request, target: tuple[str, int] | None) -> Unclean | Cl
     come through CONNECT. One pass over the raw fields: this runs on every registry request."""
     if target is None:
         return Unclean(421, "an https request to a registry must come through CONNECT")
+    if not _TOKEN.fullmatch(request.data.method):
+        # mitmproxy 11 takes an HTTP/2 :method as given and writes it into the request line.
+        return Unclean(400, "the request method is not an HTTP token")
     fields = request.headers.fields
     names = b" ".join(name for name, _ in fields)
     if fields and (not _NAMES.fullmatch(names) or names.count(b" ") != len(fields) - 1):
@@ -70,13 +77,16 @@ def check(request: http.Request, target: tuple[str, int] | None) -> Unclean | Cl
         bad = next(name for name, value in fields if _CONTROL.search(value))
         return Unclean(400, f"header {_shown(bad)} holds a control character")
     hosts = []
-    dropped = has_authorization = False
+    dropped = has_credentials = False
     for name, value in fields:
         lower = name.lower()
         if lower == b"host":
             hosts.append(value)
-        elif lower == b"authorization":
-            has_authorization = True
+        elif lower in CLIENT_CREDENTIALS:
+            has_credentials = True
+        elif lower == b"transfer-encoding" and value.strip().lower() != b"chunked":
+            # Cargo sends chunked or nothing; codings before it are framed differently by servers.
+            return Unclean(400, "Transfer-Encoding other than chunked")
         elif lower in OVERRIDE_HEADERS or (b"_" in lower and lower.replace(b"_", b"-") in OVERRIDE_HEADERS):
             dropped = True
     authority = _authority_problem(hosts, request, target)
@@ -91,7 +101,7 @@ def check(request: http.Request, target: tuple[str, int] | None) -> Unclean | Cl
         return Unclean(400, "the request path does not start with '/'")
     if dropped:
         fields = tuple((name, value) for name, value in fields if name.lower().replace(b"_", b"-") not in OVERRIDE_HEADERS)
-    return Clean(fields, has_authorization)
+    return Clean(fields, has_credentials)
 
 
 def _authority_problem(hosts: list[bytes], request: http.Request, target: tuple[str, int]) -> str | None:
@@ -118,14 +128,22 @@ def _authority_problem(hosts: list[bytes], request: http.Request, target: tuple[
 def _same_origin(authority: str, target: tuple[str, int]) -> bool:
     """The same host name, and the same port where one is written. A name without a port
     (libgit2 sends `Host: localhost` for localhost:8443) selects the same virtual host:
-    front ends route on the name."""
+    front ends route on the name. Brackets belong to an IPv6 literal and nothing else."""
     host, port = target
-    name, sep, port_text = authority.rpartition(":")
-    if not sep or "]" in port_text:  # no port, or the tail of a bare IPv6 address
-        name, port_text = authority, ""
+    if authority.startswith("["):
+        name, sep, rest = authority[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")) or ":" not in name:
+            return False
+        port_text = rest[1:]
+    else:
+        name, sep, port_text = authority.rpartition(":")
+        if not sep:
+            name, port_text = authority, ""
+        if not name or ":" in name or "[" in name or "]" in name:
+            return False
     if port_text and (not port_text.isdigit() or int(port_text) != port):
         return False
-    return name.strip("[]").lower() == host.strip("[]").lower()
+    return name.lower() == host.strip("[]").lower()
 
 
 def _target_problem(raw: bytes) -> Unclean | None:
@@ -133,6 +151,8 @@ def _target_problem(raw: bytes) -> Unclean | None:
     target with anything unusual in it: see _UNUSUAL_TARGET)."""
     if b"#" in raw:
         return Unclean(400, "the request target holds '#'")
+    if b"%u" in raw or b"%U" in raw:
+        return Unclean(400, "the request target holds a %u escape (which IIS decodes)")
     if _CONTROL.search(raw) or b" " in raw:
         return Unclean(400, "the request target holds a space or a control character")
     path = raw.split(b"?", 1)[0].decode("latin-1")

@@ -17,7 +17,7 @@ import logging
 
 from mitmproxy import http
 
-from cargo_vouch.logs import get_logger
+from cargo_vouch.logs import get_logger, printable
 from cargo_vouch.protocol import Operation, Write
 from cargo_vouch.proxy import hygiene
 from cargo_vouch.proxy.answers import plain_refusal, refusal_for
@@ -32,6 +32,7 @@ logger = get_logger(__name__)
 
 REDACTED = "<redacted by cargo-vouch>"
 CONDITIONAL_HEADERS = ("If-None-Match", "If-Modified-Since")
+SESSION_HEADERS = ("Set-Cookie", "Set-Cookie2")
 
 
 def tunnel_target(flow: http.HTTPFlow) -> tuple[str, int] | None:
@@ -73,9 +74,10 @@ class TokenInjector:
             return
         fields = checked.fields
         route = await self.state.route(request)
-        if route is not None and checked.has_authorization:
-            # The client's own Authorization (a placeholder, a static token) never goes upstream.
-            fields = tuple((name, value) for name, value in fields if name.lower() != b"authorization")
+        if route is not None and checked.has_credentials:
+            # The client's own Authorization (a placeholder, a static token) and cookies never
+            # go upstream with the registry's token.
+            fields = tuple((name, value) for name, value in fields if name.lower() not in hygiene.CLIENT_CREDENTIALS)
         if fields is not request.headers.fields:
             request.headers.fields = fields
         if route is None:
@@ -149,21 +151,24 @@ class TokenInjector:
                 level: int = logging.WARNING) -> None:
         """Answer the request ourselves, in a form its client prints, and log the same line."""
         flow.response = refusal_for(flow.request, message, status)
-        logger.log(level, f"{route.registry.name} {flow.request.method} {flow.request.path}: {message}")
+        logger.log(level, f"{route.registry.name} {printable(flow.request.method, 20)} {printable(flow.request.path)}: {message}")
 
     def _answer(self, flow: http.HTTPFlow, where: str, status: int, message: str) -> None:
         """A request refused before it is routed: the line names the host, and the path only
         as printable text (it may hold what made it unclean)."""
         flow.response = plain_refusal(message, status)
-        path = "".join(ch if " " < ch <= "~" else "?" for ch in flow.request.path)[:200]
-        logger.warning(f"{where} {flow.request.method} {path}: {message}")
+        logger.warning(f"{printable(where)} {printable(flow.request.method, 20)} {printable(flow.request.path)}: {message}")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         entry = self._authenticated.get(flow.id)
         if entry is None or flow.response is None:
             return
         self._redact(flow)
+        # A session the registry opens for the token's holder is not the build's to keep.
+        for name in SESSION_HEADERS:
+            flow.response.headers.pop(name, None)
         entry[1].answered(flow.response.status_code)
+        self.state.redirected(entry[1].route, flow.request, flow.response.status_code, flow.response.headers.get("Location"))
         registry = entry[1].route.registry
         if flow.id in self._config_json and flow.response.status_code == 200:
             rewrite_config_json(flow, registry.name, lambda data: self.state.learned_from(registry, data))

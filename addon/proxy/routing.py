@@ -9,6 +9,9 @@ path elsewhere (dot segments, encoded slashes) treated as foreign.
 from __future__ import annotations
 
 import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple
 from urllib.parse import unquote, urlsplit
@@ -158,10 +161,18 @@ def learned_prefix(value: str) -> UrlPrefix | str:
         path += "/"
     if not is_plain_path(path):
         return "has dot segments or encoded slashes in its path"
+    if ";" in path or "//" in path:
+        # Servers that drop ;params read /;/ as /: a root in disguise.
+        return "has ;params or an empty segment in its path"
     prefix = UrlPrefix(parts.hostname.lower(), parts.port or 443, path)
     if prefix.path == "/":
         return "would cover every path of its host"
     return prefix
+
+
+def _overlap(a: UrlPrefix, b: UrlPrefix) -> bool:
+    """Whether either prefix covers (a part of) the other."""
+    return a.covers(b.host, b.port, b.path) or b.covers(a.host, a.port, a.path)
 
 
 class RegistryRoutes:
@@ -208,8 +219,8 @@ class RegistryRoutes:
                     f'and TLS to it is tunnelled; add "https://{prefix.host}:{prefix.port}/" to prefixes in '
                     f"[registries.{self.name}] (or run 'cargo vouch setup --registry {self.name}') if it is the registry's"
                 )
-            elif any(prefix.covers(*index.origin, index.path) for index in self.foreign_indexes):
-                problems.append(f"config.json '{key}' = '{value}' would cover another registry's index; it gets no token")
+            elif any(_overlap(prefix, index) for index in self.foreign_indexes):
+                problems.append(f"config.json '{key}' = '{value}' overlaps another registry's index; it gets no token")
             else:
                 learned[key] = prefix
         self.dl, self.api = learned["dl"], learned["api"]
@@ -230,7 +241,41 @@ class RegistryRoutes:
         others = (p for p in (self.dl, self.api, *self.extra) if p is not None)
         if not (in_index or any(p.covers(host, port, path) for p in others)):
             return None
-        return Route(self, classify_operation(path, method), is_index=in_index)
+        operation = classify_operation(path, method)
+        if method == "POST" and operation is READ and not (in_index and not self.config.is_sparse):
+            operation = Unrecognised()  # git's fetch POSTs only to a git index
+        return Route(self, operation, is_index=in_index)
+
+
+class FollowUps:
+    """Redirects an authenticated registry answer made to its own origin, remembered so that
+    the follow-up request to exactly that URL gets the token too, as curl keeps
+    `Authorization` on a same-origin redirect (a download answered with 302 to another
+    path on the registry's host). Bounded in count and time, and each one used once."""
+
+    MAX = 256
+    TTL_SECONDS = 60.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._pending: OrderedDict[tuple[str, int, str], tuple[RegistryRoutes, float]] = OrderedDict()
+
+    def remember(self, registry: RegistryRoutes, host: str, port: int, path: str) -> None:
+        key = (host.lower(), port, path)
+        self._pending.pop(key, None)
+        self._pending[key] = (registry, self._clock() + self.TTL_SECONDS)
+        while len(self._pending) > self.MAX:
+            self._pending.popitem(last=False)
+
+    def take(self, host: str, port: int, path: str) -> RegistryRoutes | None:
+        """The registry whose redirect pointed here, once; None if none did (or long ago)."""
+        found = self._pending.pop((host.lower(), port, path), None)
+        if found is None or found[1] < self._clock():
+            return None
+        return found[0]
+
+    def __len__(self) -> int:
+        return len(self._pending)
 
 
 class Router:
@@ -247,8 +292,10 @@ class Router:
         if scheme != "https":
             return None
         path = path_with_query.partition("?")[0]
-        if not is_plain_path(path):
+        if not is_plain_path(path):  # encoded slashes, dots, backslashes: never a registry's
             return None
+        if "%" in path:
+            path = unquote(path)  # matched as the registry reads it: /%77eb/ is /web/
         for registry in self.registries:
             found = registry.match(host, port, path, method)
             if found:

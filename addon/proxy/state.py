@@ -14,20 +14,24 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 from mitmproxy import http
 
 from cargo_vouch import children
 from cargo_vouch.config import VouchConfig
 from cargo_vouch.index_config import IndexConfigError
-from cargo_vouch.logs import get_logger
+from cargo_vouch.logs import get_logger, printable
 from cargo_vouch.protocol import Operation, Provider, ProviderError, Read
 from cargo_vouch.providers import provider_for
 from cargo_vouch.providers.token_cache import IssuedToken, TokenCache
 from cargo_vouch.proxy.learning import fetch_git_config, fetch_sparse_config
-from cargo_vouch.proxy.routing import RegistryRoutes, Route, Router
+from cargo_vouch.proxy.routing import FollowUps, RegistryRoutes, Route, Router, classify_operation
 
 logger = get_logger(__name__)
+
+#: The redirects curl follows, keeping `Authorization` when they stay on the same origin.
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class NoToken(Exception):
@@ -57,7 +61,7 @@ class Authenticated:
         left = self.issued.seconds_left(time.time())
         elapsed_ms = (time.monotonic() - self.started) * 1000
         logger.info(
-            f"{self.route.registry.name} {self.method} {self.path} {self.operation.kind} "
+            f"{self.route.registry.name} {printable(self.method, 20)} {printable(self.path)} {self.operation.kind} "
             f"sub={self.issued.subject or '-'} expires_in={'-' if left is None else f'{left}s'} "
             f"-> {outcome} {elapsed_ms:.0f}ms"
         )
@@ -67,6 +71,7 @@ class VouchState:
     def __init__(self) -> None:
         self.config: VouchConfig | None = None
         self.router = Router([])
+        self.follow_ups = FollowUps()
         self.providers: dict[str, Provider] = {}
         self.cache = TokenCache()
         #: The roots trusted for registry TLS: the system's plus `upstream-ca`.
@@ -81,6 +86,7 @@ class VouchState:
         registries = list(config.registries.values())
         self.config = config
         self.router = Router(registries)
+        self.follow_ups = FollowUps()
         self.providers = {
             r.name: provider_for(r, config.proxy.upstream_ca, config.secret_variables) for r in registries
         }
@@ -103,7 +109,26 @@ class VouchState:
             origin = (request.host.lower(), request.port)
             await self._learned(r for r in self.router.registries if origin in r.origins())
             found = self.router.match(*args)
+        if found is None and self.follow_ups:
+            redirected_by = self.follow_ups.take(request.host, request.port, request.path)
+            if redirected_by is not None:
+                path = request.path.partition("?")[0]
+                found = Route(redirected_by, classify_operation(path, request.method), is_index=False)
         return found
+
+    def redirected(self, route: Route, request: http.Request, status: int, location: str | None) -> None:
+        """An authenticated answer redirects: a follow-up to the same origin gets the token."""
+        if status not in REDIRECTS or not location:
+            return
+        target = urlsplit(urljoin(request.url, location))
+        try:
+            port = target.port or 443
+        except ValueError:
+            return
+        if target.scheme != "https" or (target.hostname or "") != request.host.lower() or port != request.port:
+            return  # another origin (a CDN's presigned URL): never the token
+        path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        self.follow_ups.remember(route.registry, request.host, request.port, path)
 
     async def intercepts(self, host: str, port: int) -> bool:
         """Whether TLS to this origin is opened at all (everything else is tunnelled). An

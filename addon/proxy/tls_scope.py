@@ -27,3 +27,8 @@ class TlsScope:
             data.ignore_connection = True
             return
         data.ignore_connection = not await self.state.intercepts(host, port)
+        if not data.ignore_connection and sni is None:
+            # Clients send no SNI for an IP address; mitmproxy would then put its own
+            # listening address into the leaf, which the CA may not sign for. The leaf
+            # names the CONNECT target, and only that.
+            data.context.client.sni = host

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import secrets
 import ssl
 import time
@@ -28,8 +29,9 @@ from typing import BinaryIO
 import h11
 from mitmproxy import http
 
-from cargo_vouch.logs import get_logger
+from cargo_vouch.logs import get_logger, printable
 from cargo_vouch.protocol import Owners, Publish, Write
+from cargo_vouch.proxy import peers
 from cargo_vouch.proxy.publish_body import PublishBodyError, PublishSpool, PublishTooLarge, too_large_message
 from cargo_vouch.proxy.routing import Route
 from cargo_vouch.proxy.state import Authenticated, NoToken, VouchState
@@ -46,9 +48,12 @@ MAX_ANSWER = 4 * 1024 * 1024
 HEAD_TIMEOUT = 30.0
 #: From connecting to the registry to its answer, the crate upload included.
 UPSTREAM_TIMEOUT = 300.0
+#: Not copied from Cargo's request nor from the registry's answer: hop-by-hop headers, the
+#: framing the relay sets itself, and credentials (the client's own, a session the registry opens).
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "content-length", "authorization", "host", "expect",
+    "cookie", "set-cookie", "set-cookie2",
 }
 
 
@@ -116,6 +121,9 @@ class WriteRelay:
 
     # -- the relay's side of the loopback connection ------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not _own_user(writer):  # only mitmproxy, in this process, has anything to send here
+            writer.close()
+            return
         conn = h11.Connection(h11.SERVER)
         try:
             async with asyncio.timeout(HEAD_TIMEOUT):  # an idle local connection is not kept
@@ -132,7 +140,10 @@ class WriteRelay:
                 else:
                     status, headers, body = await self._publish(conn, reader, diverted)
             except RelayRefusal as refusal:
-                logger.warning(f"{diverted.route.registry.name} {diverted.method} {diverted.path}: {refusal.message}")
+                logger.warning(
+                    f"{diverted.route.registry.name} {printable(diverted.method, 20)} {printable(diverted.path)}: "
+                    f"{refusal.message}"
+                )
                 await _answer(conn, writer, refusal.status, refusal.message.encode() + b"\n")
                 return
             await _answer(conn, writer, status, body, headers)
@@ -268,6 +279,16 @@ class WriteRelay:
             return response.status_code, kept, bytes(answer)
         finally:
             writer.close()
+
+
+def _own_user(writer: asyncio.StreamWriter) -> bool:
+    """Whether the connecting socket is this process's user's (where that can be known)."""
+    if not peers.lookup_supported():
+        return True
+    try:
+        return peers.socket_owner(writer.get_extra_info("peername")[:2], writer.get_extra_info("sockname")[:2]) == os.geteuid()
+    except (OSError, ValueError, TypeError):
+        return False
 
 
 def _reason(exc: BaseException) -> str:

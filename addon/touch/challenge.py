@@ -38,11 +38,15 @@ class WriteIntent:
     owners_change: OwnersChange | None = None
 
     def describe(self) -> str:
-        """For the prompt: "publish hello v0.1.0 to corp", "add bob to the owners of hello on corp"."""
+        """For the prompt: "publish hello v0.1.0 to corp (.crate sha256 …)", "add bob to the owners
+        of hello on corp"."""
         operation = self.operation
         match operation:
-            case Publish(name, vers):
-                return f"publish {name} v{vers} to {self.registry}"
+            case Publish(name, vers, cksum):
+                # The checksum tells this crate from another sent as the same version (a build
+                # script's, during the user's own `cargo publish`): compare it with
+                # `sha256sum target/package/NAME-VERSION.crate`.
+                return f"publish {name} v{vers} to {self.registry} (.crate sha256 {cksum[:16]})"
             case Yank(name, vers) | Unyank(name, vers):
                 return f"{operation.kind} {name} v{vers} on {self.registry}"
         change = self.owners_change

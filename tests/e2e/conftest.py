@@ -7,23 +7,28 @@ Everything a test writes lives under its tmp_path: HOME, CARGO_HOME, CARGO_VOUCH
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from examples.demo.cdn import PresignedCdn
 from examples.demo.cratebuild import CrateSpec
 from examples.demo.issuer import Issuer
+from examples.demo.profiles import PROFILES
 from examples.demo.registry import TestRegistry
 from examples.demo.tls import TestPki, make_test_pki
 from tests.fixtures.paths import ADDON, BIN, REPO, VOUCH_BIN
@@ -52,6 +57,25 @@ def current_cargo() -> tuple[str, str] | None:
 def mitmdump_binary() -> str:
     beside = Path(sys.executable).parent / "mitmdump"
     return str(beside) if beside.exists() else (shutil.which("mitmdump") or "mitmdump")
+
+
+def port_free(address: str, port: int) -> bool:
+    """Whether a server (which sets SO_REUSEADDR, as http.server does) can listen there."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+        return True
+
+
+def roots_with(ca: Path, out: Path) -> Path:
+    """The system's roots plus `ca`, as a bundle for SSL_CERT_FILE."""
+    defaults = ssl.get_default_verify_paths()
+    system = Path(defaults.cafile or defaults.openssl_cafile)
+    out.write_bytes(system.read_bytes() + b"\n" + ca.read_bytes())
+    return out
 
 
 def free_port() -> int:
@@ -97,6 +121,12 @@ class Proxy:
         their way: `stop()` first to read everything."""
         return "".join(self.lines)
 
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        """Until the proxy has logged `text` (or stopped, or `timeout` passed)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log() and time.monotonic() < deadline and self.reader and self.reader.is_alive():
+            self.reader.join(0.05)
+
     def stop(self) -> None:
         """SIGINT, as a user's Ctrl-C; returns once the log and flow files are complete."""
         if self.process.poll() is None:
@@ -120,6 +150,8 @@ class World:
     config_path: Path
     proxy_port: int
     proxies: list[Proxy] = field(default_factory=list)
+    #: The presigned-URL store downloads are redirected to (the "cdn-redirect" profile).
+    cdn: PresignedCdn | None = None
     #: How `cargo-vouch` is run: the real entry point, or a test launcher (soft_key_cli).
     cli_module: str = "cargo_vouch.cli"
 
@@ -249,7 +281,8 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
-    """`@pytest.mark.crates(N)` gives the registry N crates `crate00…` besides `hello`."""
+    """`@pytest.mark.crates(N)` gives the registry N crates `crate00…` besides `hello`;
+    `@pytest.mark.profile(NAME)` makes it behave like a real registry (examples/demo/profiles.py)."""
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -268,18 +301,27 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
         "GIT_CONFIG_NOSYSTEM": "1",
     }
     pki = make_test_pki(tmp_path / "pki")
-    with Issuer() as issuer:
+    chosen = request.node.get_closest_marker("profile")
+    profile = PROFILES[chosen.args[0]] if chosen else PROFILES["default"]
+    if profile.port and not port_free(profile.address, profile.port):
+        pytest.skip(f"the {profile.name} profile needs port {profile.port} of {profile.address}, which is taken")
+    with Issuer() as issuer, contextlib.ExitStack() as servers:
         env["VOUCH_TEST_ISSUER"] = issuer.url
         marker = request.node.get_closest_marker("crates")
         crates = [CrateSpec("hello", "0.1.0")]
         crates += [CrateSpec(f"crate{n:02d}", "1.0.0") for n in range(marker.args[0] if marker else 0)]
-        with TestRegistry(tmp_path / "registry", pki, issuer, crates) as registry:
-            world = World(tmp_path, env, pki, issuer, registry, tmp_path / "cargo-vouch.toml", free_port())
-            try:
-                yield world
-            finally:
-                for proxy in world.proxies:
-                    proxy.stop()
+        cdn = servers.enter_context(PresignedCdn(tmp_path / "cdn", pki)) if profile.redirect == "cdn" else None
+        if cdn is not None:
+            # The CDN has a certificate from a public CA in real life: here the system's
+            # roots, as the proxy writes them into Cargo's cainfo, include the test CA.
+            env["SSL_CERT_FILE"] = str(roots_with(pki.ca_cert, tmp_path / "roots.pem"))
+        registry = servers.enter_context(TestRegistry(tmp_path / "registry", pki, issuer, crates, profile, cdn))
+        world = World(tmp_path, env, pki, issuer, registry, tmp_path / "cargo-vouch.toml", free_port(), cdn=cdn)
+        try:
+            yield world
+        finally:
+            for proxy in world.proxies:
+                proxy.stop()
 
 
 def needs_legacy_cargo() -> pytest.MarkDecorator:

@@ -44,7 +44,9 @@ def test_publish_needs_a_touch_bound_to_the_crate(world: World, key: Path) -> No
 
     approved = publish(world, project, "0.2.0")
     assert approved.returncode == 0, approved.stderr
-    assert "touch your key to publish newlib v0.2.0 to corp" in approved.stderr
+    sent = world.registry.published[0].crate
+    checksum = __import__("hashlib").sha256(sent).hexdigest()[:16]
+    assert f"touch your key to publish newlib v0.2.0 to corp (.crate sha256 {checksum})" in approved.stderr
     assert [p.metadata["vers"] for p in world.registry.published] == ["0.2.0"]
 
     refusals = {

@@ -13,18 +13,21 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cargo_vouch import cargo_config, paths
 from cargo_vouch.ca.authority import ensure_ca
 from cargo_vouch.ca.files import edit_atomic
+from cargo_vouch.cli import index_hosts
 from cargo_vouch.cli.setup.gitconfig import git_set
 from cargo_vouch.cli.setup.plan import PROG, Plan, SetupError, redact_key
 from cargo_vouch.cli.setup.plan_remove import plan_remove
 from cargo_vouch.cli.setup.plan_setup import plan_setup
 from cargo_vouch.cli.setup.records import load_records, save_records
-from cargo_vouch.config import REGISTRY_NAME, load_config, registry_hosts
+from cargo_vouch.config import REGISTRY_NAME, RegistryConfig, load_config, parse_listen, registry_hosts
+from cargo_vouch.errors import VouchError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             vouch_config=config_file.absolute(),
             listen=args.listen,
             records=records,
+            hosts_of=partial(hosts_of, config_file),
         )
 
     for note in plan.notes:
@@ -105,6 +109,28 @@ def run(args: argparse.Namespace) -> int:
         if reason:
             print(f"  issued the CA ({reason}): {ca.cert}")
     return 0
+
+
+def hosts_of(config_file: Path, registry: str, index: str) -> tuple[list[str], list[str]]:
+    """The `prefixes` the registry's config.json needs (its dl or api on another host), read
+    once through the registry's provider; notes for what cannot be read."""
+    try:
+        config = load_config(config_file)
+    except VouchError:
+        config = None
+    known = config.registries.get(registry) if config else None
+    entry = known if known is not None and known.index.rstrip("/") == index.rstrip("/") else RegistryConfig(registry, index)
+    listen = config.proxy.listen if config else parse_listen(paths.DEFAULT_LISTEN)
+    upstream_ca = config.proxy.upstream_ca if config else None
+    hidden = config.secret_variables if config else frozenset()
+    try:
+        data = index_hosts.read_config_json(entry, upstream_ca, listen, hidden)
+    except index_hosts.Unreadable as exc:
+        return [], [
+            f"note: could not read the registry's config.json ({exc}); if its dl or api is on another host "
+            "than the index, add that host to prefixes ('cargo vouch doctor' names it once it can read it)"
+        ]
+    return [found.prefix for found in index_hosts.uncovered(entry, data)], []
 
 
 def _target_file(cargo_dir: Path) -> Path:

@@ -112,6 +112,7 @@ def _undo_vouch_registry(plan: Plan, name: str) -> None:
             _restore(plan, path, text, original, entry["file"])
         elif text is not None:
             _remove_vouch_entry(plan, path, text, name, index, entry)
+        entry.get("prefixes", {}).pop(name, None)
         if not entry["registries"]:
             del plan.records["vouch"][key]
 
@@ -125,7 +126,10 @@ def _remove_vouch_entry(
     table = registries.get(name) if isinstance(registries, dict) else None
     if table is None:
         return
-    if plain(table) != {"index": index}:
+    written: dict[str, object] = {"index": index}
+    if entry.get("prefixes", {}).get(name):
+        written["prefixes"] = entry["prefixes"][name]
+    if plain(table) != written:
         plan.done.append(f"  left [registries.{name}] in {path}: it was edited after setup")
         return
     del doc["registries"][name]

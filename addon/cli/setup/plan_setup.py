@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ import tomlkit.items
 from cargo_vouch import cargo_config, paths
 from cargo_vouch.ca.files import missing_dirs
 from cargo_vouch.cargo_config import git_index_url, parse_toml, read_text, redact_url
+from cargo_vouch.cli import cargo_version
 from cargo_vouch.cli.environment import env_overrides
 from cargo_vouch.cli.setup.gitconfig import git_get_all
 from cargo_vouch.cli.setup.plan import (
@@ -28,6 +30,13 @@ from cargo_vouch.cli.setup.plan import (
 )
 from cargo_vouch.cli.setup.records import rebase
 
+#: What setup learns of a registry's config.json: the `prefixes` it needs, and notes.
+HostsOf = Callable[[str, str], tuple[list[str], list[str]]]
+
+
+def no_hosts(registry: str, index: str) -> tuple[list[str], list[str]]:
+    return [], []
+
 
 def plan_setup(
     *,
@@ -37,8 +46,10 @@ def plan_setup(
     vouch_config: Path,
     listen: str | None,
     records: dict[str, Any],
+    hosts_of: HostsOf = no_hosts,
 ) -> Plan:
-    """Work out every change `setup` makes, without making any."""
+    """Work out every change `setup` makes, without making any. `hosts_of(registry, index)`
+    names the `prefixes` config.json's `dl` and `api` need (index_hosts.py)."""
     plan = Plan(records=copy.deepcopy(records))
     found = cargo_config.registry_index(registry, cwd)
     if found is None:
@@ -55,7 +66,9 @@ def plan_setup(
     ca = str(paths.ca_cert_path())
 
     changed_target = _plan_cargo_file(plan, target, registry, {"proxy": proxy, "cainfo": ca})
-    changed_vouch = _plan_vouch_registry(plan, vouch_config, vouch_text, vouch_doc, registry, index)
+    extra_prefixes, learned_notes = hosts_of(registry, index)
+    plan.notes += learned_notes
+    changed_vouch = _plan_vouch_registry(plan, vouch_config, vouch_text, vouch_doc, registry, index, extra_prefixes)
     git_url = git_index_url(index) if cargo_config.git_fetch_with_cli(cwd) else None
     changed_git = _plan_git(plan, registry, git_url, proxy, ca) if git_url else False
 
@@ -71,6 +84,10 @@ def plan_setup(
     else:
         plan.done.insert(0, header)
     plan.notes += [override.line for override in env_overrides(registry, index, proxy, ca, bool(git_url))]
+    cargo = cargo_version.installed(cwd)
+    advice = cargo_version.advice(cargo, index) if cargo else None
+    if advice is not None:
+        plan.notes.append(f"warning: {advice}")
     parts = urlsplit(index.removeprefix("sparse+"))
     if parts.scheme != "https":
         plan.notes.append(
@@ -146,9 +163,10 @@ def _set_http(doc: Any, path: Path, values: dict[str, str]) -> dict[str, Any]:
 
 
 def _plan_vouch_registry(
-    plan: Plan, path: Path, text: str | None, doc: Any, registry: str, index: str
+    plan: Plan, path: Path, text: str | None, doc: Any, registry: str, index: str, prefixes: list[str]
 ) -> bool:
-    """Add `[registries.NAME] index` to the cargo-vouch config unless it is already there."""
+    """Add `[registries.NAME] index` (and the `prefixes` its config.json needs) to the
+    cargo-vouch config unless the registry is already there."""
     registries = doc.get("registries")
     if registries is not None and not isinstance(registries, dict):
         raise SetupError(f"{path}: 'registries' must be a table; fix the file")
@@ -160,10 +178,19 @@ def _plan_vouch_registry(
                 f"warning: {path}: [registries.{registry}] index = {plain(existing)!r} differs "
                 f"from Cargo's {redact_url(index)!r}; left as is, make them the same"
             )
+        have = plain(entry.get("prefixes", [])) if isinstance(entry, dict) else []
+        for prefix in prefixes:
+            if prefix not in have:
+                plan.notes.append(
+                    f'warning: add "{prefix}" to prefixes in [registries.{registry}] of {path}: the registry\'s '
+                    "config.json sends requests there, and without it they get no token"
+                )
         return False
     inline = isinstance(registries, tomlkit.items.InlineTable)
     table = tomlkit.inline_table() if inline else tomlkit.table()
     table["index"] = index
+    if prefixes:
+        table["prefixes"] = list(prefixes)
     if registries is None:
         doc["registries"] = tomlkit.table(is_super_table=True)
     doc["registries"][registry] = table
@@ -172,8 +199,10 @@ def _plan_vouch_registry(
     entry = plan.records["vouch"].setdefault(str(path), {"registries": {}, "file": None})
     entry["file"] = rebase(entry["file"], text, new, created)
     entry["registries"][registry] = index
+    if prefixes:  # what --remove compares the table with
+        entry.setdefault("prefixes", {})[registry] = list(prefixes)
     plan.files.append(FileWrite(path, text, new, make_dirs=created))
-    plan.done.append(f"  added [registries.{registry}] to {path}")
+    plan.done.append(f"  added [registries.{registry}] to {path}" + (f" with prefixes {', '.join(prefixes)}" if prefixes else ""))
     return True
 
 

@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -83,10 +84,20 @@ def env(isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(isolated_home / ".gitconfig"))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    fake_cargo(tmp_path / "cargo-bin", "cargo 1.65.0")
+    fake_cargo(tmp_path / "cargo-bin", "cargo 1.70.0")  # reads sparse indexes, cannot authenticate
     monkeypatch.setenv("PATH", f"{tmp_path / 'cargo-bin'}{os.pathsep}{os.environ['PATH']}")
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
+
+    def hang_up() -> None:  # accepts, as a proxy does, then says nothing: a git fetch fails at once
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
     e = Env(tmp_path, tmp_path / "work" / "project", tmp_path / "vouch" / "config.toml", listener, port)
     write(e.cargo_file, f'[registries.corp]\nindex = "{SPARSE}"\n')
     write(e.vouch_config, f'[proxy]\nlisten = "127.0.0.1:{e.port}"\n\n[registries.corp]\nindex = "{SPARSE}"\n')
@@ -124,8 +135,10 @@ def test_passes_on_a_correct_setup(env: Env, capsys, vouch_session: str) -> None
     assert result.code == 0, result.out
     assert result.out.splitlines()[-1].startswith("all ") and "checks passed" in result.out
     statuses = [line.split()[0] for line in result.out.splitlines()[:-1]]
-    assert statuses == ["ok"] * 8, result.out
-    assert "before 1.74" in result.line("ok   cargo: cargo 1.65.0")
+    # cargo.corp.example does not exist: its config.json cannot be read, which only warns.
+    assert statuses == ["ok"] * 8 + ["warn"], result.out
+    assert "warn dl/api corp: config.json not read" in result.out
+    assert "before 1.74" in result.line("ok   cargo: cargo 1.70.0")
     assert str(env.vouch_config) in result.line("ok   config:")
     assert "cargo.corp.example" in result.line("ok   ca:")
     assert env.proxy in result.line("ok   cargo config:")
@@ -161,7 +174,7 @@ def test_missing_ca_fails_with_ca_init(env: Env, capsys, vouch_session: str) -> 
 
     assert result.code == 1
     assert result.line("FAIL ca:") == f"FAIL ca: no CA at {paths.ca_cert_path()} — run 'cargo vouch ca init'"
-    assert "1 of 8 checks failed" in result.out
+    assert "1 of 9 checks failed" in result.out
 
 
 def test_ca_not_covering_a_registry_host_fails(env: Env, capsys, vouch_session: str) -> None:
@@ -287,6 +300,7 @@ def test_env_check_matches_setup_warnings(env: Env, monkeypatch) -> None:
 
 def test_proxy_not_listening_fails_with_start_hint(env: Env, capsys, vouch_session: str) -> None:
     set_up(env, capsys)
+    env.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread: nothing listens now
     env.listener.close()
 
     result = run_doctor(env, capsys)
@@ -442,3 +456,27 @@ def test_git_index_fetched_by_git_cli(env: Env, capsys, vouch_session: str, monk
     assert failing.code == 1
     assert f"git's http.proxy for {GIT_INDEX} is not set" in failing.line("FAIL git corp:")
     assert "GIT_SSL_CAINFO is set" in failing.line("FAIL environment:")
+
+
+@pytest.mark.parametrize(
+    "index,names",
+    [
+        (SPARSE, "the registry's git index URL"),
+        ("sparse+https://art.corp.example/artifactory/api/cargo/crates/index/",
+         "its git index, https://art.corp.example/artifactory/git/crates.git,"),
+        ("sparse+https://gitea.corp.example/api/packages/team/cargo/",
+         "its git index, https://gitea.corp.example/team/_cargo-index.git,"),
+    ],
+)
+def test_old_cargo_against_a_sparse_index_fails_naming_the_git_index(env: Env, capsys, vouch_session: str, tmp_path,
+                                                                     index: str, names: str) -> None:
+    fake_cargo(tmp_path / "cargo-bin", "cargo 1.65.0")
+    write(env.cargo_file, f'[registries.corp]\nindex = "{index}"\n')
+    env.vouch_config.write_text(env.vouch_config.read_text().replace(SPARSE, index))
+    set_up(env, capsys)
+
+    result = run_doctor(env, capsys)
+
+    line = result.line("FAIL registry corp:")
+    assert f"index {index} is a sparse index — Cargo 1.65 cannot read a sparse index (Cargo reads them from 1.68)" in line
+    assert names in line

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import subprocess
@@ -45,6 +46,7 @@ class Result:
 
 @pytest.fixture
 def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    rustup_home = os.environ.get("RUSTUP_HOME") or str(Path.home() / ".rustup")
     home = tmp_path / "home"
     home.mkdir()
     e = Env(
@@ -61,6 +63,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.setenv("CARGO_VOUCH_CONFIG", str(e.vouch_config))
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(e.gitconfig))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    # setup asks `cargo --version`; rustup's proxy would write its settings into the test's HOME.
+    monkeypatch.setenv("RUSTUP_HOME", rustup_home)
     for var in CARGO_SETUP_ENV:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -340,3 +340,13 @@ async def test_provider_children_do_not_get_the_secrets_the_proxy_reads(tmp_path
     assert "HARMLESS=kept" in seen and "CARGO_REGISTRY_INDEX_URL=https://x/i.git" in seen
     for secret in ("real-registry-token", "crates-io-token", "ci-client-secret"):
         assert secret not in seen
+
+
+async def test_a_line_longer_than_any_protocol_message_is_a_clear_error(tmp_path):
+    script = tmp_path / "long-line"
+    script.write_text("import sys\nsys.stdout.write('{\"v\":[1]}\\n' + 'x' * 200000 + '\\n'); sys.stdout.flush()\n"
+                      "sys.stdin.readline()\n")
+    registry = RegistryConfig(name="corp", index="https://x/i.git", credential_provider=(sys.executable, str(script)))
+    with pytest.raises(ProviderError) as info:
+        await provider_for(registry).get(Read())
+    assert "broke the protocol: a line longer than 64 KiB" in info.value.message

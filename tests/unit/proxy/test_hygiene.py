@@ -70,6 +70,8 @@ async def test_a_bare_cr_on_a_path_outside_the_prefixes_is_refused_too(proxy, vo
         ("GET", "/index/a%5cb"),
         ("GET", "/index/a%00b"),
         ("GET", "/index/a%0d%0aX-Evil:%201"),
+        ("GET", "/index/%u002e%u002e/admin"),  # IIS decodes %u
+        ("GET /index/x HTTP/1.1\r\nHost: x\r\n\r\nDELETE", "/index/3/f/foo"),  # an HTTP/2 :method
     ],
 )
 async def test_targets_a_server_may_read_differently_are_refused(proxy, vouch_session, method, path):
@@ -87,6 +89,9 @@ async def test_targets_a_server_may_read_differently_are_refused(proxy, vouch_se
         ((("Host", "cargo.corp.example"),), "other.corp.example", "HTTP/1.1"),  # absolute-form target
         ((), "other.corp.example", "HTTP/2.0"),  # HTTP/2 :authority
         ((), "", "HTTP/1.1"),  # no Host at all
+        ((("Host", "[cargo.corp.example]"),), "", "HTTP/1.1"),  # brackets belong to IPv6 only
+        ((("Host", "cargo.corp.example]"),), "", "HTTP/1.1"),
+        ((("Host", "]cargo.corp.example[:443"),), "", "HTTP/1.1"),
     ],
 )
 async def test_a_request_naming_another_authority_than_the_tunnel_is_421(proxy, vouch_session, headers, authority,
@@ -146,3 +151,23 @@ async def test_a_refusal_never_quotes_a_header_value(proxy, vouch_session, caplo
     assert b"hunter2" not in flow.response.content and "hunter2" not in caplog.text
     assert b"header 'X-Secret' holds a control character" in flow.response.content
 
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "chunked, chunked", "identity", "compress"])
+async def test_a_transfer_encoding_other_than_chunked_is_refused(proxy, vouch_session, coding):
+    flow = registry_request(headers=[("Transfer-Encoding", coding)])
+    status, authorization, _ = await sent(proxy, flow)
+    assert status == 400 and authorization is None
+
+
+async def test_the_client_s_cookies_never_ride_with_the_token_and_the_registry_s_session_stays_here(proxy, vouch_session):
+    from mitmproxy import http
+
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flow = registry_request(headers=[("Cookie", "sid=from-the-build")])
+    await injector.requestheaders(flow)
+    assert "Cookie" not in flow.request.headers and flow.request.headers["Authorization"] == vouch_session
+    flow.response = tutils.tresp(headers=http.Headers(((b"Set-Cookie", b"sid=for-the-token-holder"),)))
+    injector.responseheaders(flow)
+    assert "Set-Cookie" not in flow.response.headers

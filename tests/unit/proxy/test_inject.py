@@ -199,3 +199,49 @@ async def test_method_override_headers_never_reach_the_registry(proxy, vouch_ses
     assert flow.response is None and flow.request.headers["Authorization"]
     assert flow.request.headers["Accept"] == "*/*"
     assert "x-http-method" not in flow.request.headers and "X-Method-Override" not in flow.request.headers
+
+
+@pytest.mark.parametrize(
+    "location,follow_up,gets_token",
+    [
+        ("/storage/foo-1.0.0.crate?sig=1", ("cargo.corp.example", 443, "/storage/foo-1.0.0.crate?sig=1"), True),
+        ("https://cargo.corp.example:443/storage/x", ("cargo.corp.example", 443, "/storage/x"), True),
+        ("https://CARGO.corp.example/storage/x#frag", ("cargo.corp.example", 443, "/storage/x"), True),
+        ("/storage/x", ("cargo.corp.example", 443, "/storage/y"), False),  # exactly that URL only
+        ("https://cargo.corp.example:8443/storage/x", ("cargo.corp.example", 8443, "/storage/x"), False),
+        ("http://cargo.corp.example/storage/x", ("cargo.corp.example", 443, "/storage/x"), False),
+        ("https://cdn.example/bucket/x?X-Amz-Signature=1", ("cdn.example", 443, "/bucket/x?X-Amz-Signature=1"), False),
+    ],
+)
+async def test_a_same_origin_redirect_s_follow_up_gets_the_token_as_curl_keeps_it(
+    proxy, vouch_session, location, follow_up, gets_token
+):
+    # Port 8443 of the host is the registry's too (another path), so only the rule says no.
+    tctx, state, _, injector = proxy(SPARSE_CONFIG + 'prefixes = ["https://cargo.corp.example:8443/other/"]\n')
+    state.router.registries[0].learn({"dl": "https://cargo.corp.example/dl"})
+    download = registry_request(path="/dl/foo/1.0.0/download")
+    await injector.requestheaders(download)
+    download.response = tutils.tresp(status_code=302, headers=http.Headers(((b"Location", location.encode()),)))
+    injector.responseheaders(download)
+    injector.response(download)
+
+    host, port, path = follow_up
+    again = registry_request(host=host, port=port, path=path)
+    await injector.requestheaders(again)
+    assert (again.request.headers.get("Authorization") == vouch_session) is gets_token
+    if gets_token:  # once: a second request to the same URL is outside the prefixes again
+        third = registry_request(host=host, port=port, path=path)
+        await injector.requestheaders(third)
+        assert "Authorization" not in third.request.headers
+
+
+async def test_an_unauthenticated_answer_s_redirect_gives_no_token(proxy, vouch_session):
+    """Only a registry answer to a request that carried the token counts."""
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    outside = registry_request(path="/public/readme")
+    await injector.requestheaders(outside)
+    outside.response = tutils.tresp(status_code=302, headers=http.Headers(((b"Location", b"/storage/x"),)))
+    injector.responseheaders(outside)
+    follow = registry_request(path="/storage/x")
+    await injector.requestheaders(follow)
+    assert "Authorization" not in follow.request.headers

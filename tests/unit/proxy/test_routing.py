@@ -92,6 +92,9 @@ def test_the_learned_prefix_is_the_literal_path_up_to_the_last_slash_before_a_ma
         ("http://git.corp.example/dl", "is not an https URL"),
         ("https://user:pw@git.corp.example/dl", "carries credentials in the URL"),
         ("https://git.corp.example/a/../dl", "has dot segments"),
+        ("https://git.corp.example/;/", "has ;params or an empty segment"),
+        ("https://git.corp.example/dl;x/", "has ;params or an empty segment"),
+        ("https://git.corp.example//dl/", "has ;params or an empty segment"),
         ("https://evil.test/dl", "is on evil.test, which is not configured"),
         ("https://git.corp.example:8443/dl", "is on git.corp.example, which is not configured"),
     ],
@@ -111,7 +114,9 @@ def test_a_learned_prefix_never_covers_another_registry_s_index() -> None:
     ])
     corp = r.registries[0]
     problems = corp.learn({"dl": "https://cargo.corp.example/team/"})
-    assert problems and "would cover another registry's index" in problems[0]
+    assert problems and "overlaps another registry's index" in problems[0]
+    inside = corp.learn({"dl": "https://cargo.corp.example/team/index/info/"})  # inside it, too
+    assert inside and "overlaps another registry's index" in inside[0]
     assert r.match("https", "cargo.corp.example", 443, "/team/index/config.json", "GET").registry.name == "team"
 
 
@@ -184,3 +189,42 @@ def test_no_spelling_of_a_write_passes_as_a_read(path: str, method: str, operati
     """What a server may decode (escapes, ;params, case) is classified as the server reads it,
     and a changing method that is none of Cargo's writes is its own, always refused, kind."""
     assert classify_operation(path, method) == operation
+
+
+def test_follow_ups_are_bounded_in_time_and_count() -> None:
+    from cargo_vouch.proxy.routing import FollowUps
+
+    now = [0.0]
+    follow_ups = FollowUps(clock=lambda: now[0])
+    registry = router(SPARSE).registries[0]
+    follow_ups.remember(registry, "cargo.corp.example", 443, "/a")
+    now[0] += FollowUps.TTL_SECONDS + 1
+    assert follow_ups.take("cargo.corp.example", 443, "/a") is None  # too late
+    for n in range(FollowUps.MAX + 10):
+        follow_ups.remember(registry, "cargo.corp.example", 443, f"/p{n}")
+    assert len(follow_ups) == FollowUps.MAX
+    assert follow_ups.take("cargo.corp.example", 443, "/p0") is None  # the oldest went first
+    assert follow_ups.take("CARGO.corp.example", 443, f"/p{FollowUps.MAX + 9}") is registry
+
+
+@pytest.mark.parametrize(
+    "index,path,fetch",
+    [
+        (GIT, "/cargo/index.git/git-upload-pack", True),
+        (SPARSE, "/index/git-upload-pack", False),
+        (GIT, "/dl/x/git-upload-pack", False),  # a learned dl is not the git index
+    ],
+)
+def test_git_s_fetch_post_is_a_read_only_on_a_git_index(index: str, path: str, fetch: bool) -> None:
+    r = router(index, prefixes=("https://git.corp.example/dl/",) if index == GIT else ())
+    host = "git.corp.example" if index == GIT else "cargo.corp.example"
+    route = r.match("https", host, 443, path, "POST")
+    assert route is not None
+    assert (route.operation == Read()) is fetch
+
+
+def test_a_path_is_matched_as_the_registry_decodes_it() -> None:
+    r = router(SPARSE)
+    r.registries[0].learn({"api": "https://cargo.corp.example/web"})
+    route = r.match("https", "cargo.corp.example", 443, "/%77eb/api/v1/crates/hello/0.1.0/yank", "DELETE")
+    assert route is not None and route.operation == Yank("hello", "0.1.0")  # a yank, however spelled

@@ -15,7 +15,7 @@ from tests.unit.touch.conftest import PUBLISH
 
 
 def test_describe_names_the_write():
-    assert PUBLISH.describe() == "publish hello v0.1.0 to corp"
+    assert PUBLISH.describe() == "publish hello v0.1.0 to corp (.crate sha256 aaaaaaaaaaaaaaaa)"
     assert WriteIntent("corp", Yank("hello", "0.1.0")).describe() == "yank hello v0.1.0 on corp"
     assert WriteIntent("corp", Unyank("hello", "0.1.0")).describe() == "unyank hello v0.1.0 on corp"
     assert WriteIntent("corp", Owners("hello")).describe() == "change owners of hello on corp"

@@ -33,7 +33,7 @@ async def test_on_wait_prompt_comes_before_the_wait(enrolled, soft):
         return soft
 
     await device.require_touch(PUBLISH, enrolled, factory, on_wait=messages.append, counters=CounterStore())
-    assert messages == ["touch your key to publish hello v0.1.0 to corp"]
+    assert messages == ["touch your key to publish hello v0.1.0 to corp (.crate sha256 aaaaaaaaaaaaaaaa)"]
     assert seen_when_opened == [messages]
     owners = WriteIntent("corp", Owners("hello"))
     await touch_for(enrolled, soft, messages=messages, intent=owners)
@@ -114,5 +114,5 @@ async def test_queued_writes_are_announced_when_the_key_is_theirs(enrolled, soft
     )
     # When the key is opened for a write, the newest prompt is that write's own.
     assert [len(seen) for seen in seen_when_opened] == [1, 2]
-    assert sorted(messages) == sorted(["touch your key to publish hello v0.1.0 to corp",
+    assert sorted(messages) == sorted(["touch your key to publish hello v0.1.0 to corp (.crate sha256 aaaaaaaaaaaaaaaa)",
                                        "touch your key to yank hello v0.1.0 on corp"])
