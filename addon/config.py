@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cargo_vouch import paths
+from cargo_vouch.direct_https import verified_context
 from cargo_vouch.errors import VouchError
 
 
@@ -306,7 +307,7 @@ def parse_config(data: dict[str, object], path: Path) -> VouchConfig:
         if not upstream_ca.is_file():
             raise fail("proxy.upstream-ca", f"{upstream_ca}: no such file")
         try:
-            ssl.create_default_context().load_verify_locations(cafile=str(upstream_ca))
+            verified_context(upstream_ca)
         except ssl.SSLError:
             raise fail("proxy.upstream-ca", f"{upstream_ca}: not a PEM bundle of CA certificates") from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 import urllib.request
+from pathlib import Path
 
 
 class RedirectRefused(Exception):
@@ -19,6 +20,18 @@ class RedirectRefused(Exception):
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
         raise RedirectRefused(f"{req.full_url} redirected ({code}); cargo-vouch does not follow redirects with credentials")
+
+
+def verified_context(*cafiles: Path) -> ssl.SSLContext:
+    """TLS for a credential: certificate and host name verified against exactly `cafiles`.
+
+    Unlike `ssl.create_default_context`, it never writes session keys to the file
+    `SSLKEYLOGFILE` names: with them, the credential could be read from a capture."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # certificate and host name checked
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for cafile in cafiles:
+        context.load_verify_locations(cafile=str(cafile))
+    return context
 
 
 def direct_opener(context: ssl.SSLContext) -> urllib.request.OpenerDirector:

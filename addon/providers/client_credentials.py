@@ -38,7 +38,7 @@ from cargo_vouch.config import (
     https_url_problem,
     load_private_key,
 )
-from cargo_vouch.direct_https import RedirectRefused, direct_opener
+from cargo_vouch.direct_https import RedirectRefused, direct_opener, verified_context
 from cargo_vouch.protocol import Expires, Operation, ProviderError, Session, Token
 from cargo_vouch.providers.token_cache import unverified_claims
 
@@ -228,7 +228,7 @@ class ClientCredentialsProvider:
 
     def _tls_context(self) -> ssl.SSLContext:
         """The roots the proxy verifies registries with: the system's plus `[proxy] upstream-ca`."""
-        context = ssl.create_default_context(cafile=str(system_roots()))
+        context = verified_context(system_roots())
         if self.upstream_ca is not None:
             try:
                 context.load_verify_locations(cafile=str(self.upstream_ca))

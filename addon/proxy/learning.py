@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import ssl
 import tempfile
 import urllib.request
 from pathlib import Path
 
 from cargo_vouch.children import environment_without_secrets, spawn
-from cargo_vouch.direct_https import RedirectRefused, direct_opener
+from cargo_vouch.direct_https import RedirectRefused, direct_opener, verified_context
 from cargo_vouch.index_config import IndexConfigError, parse_index_config
 
 
@@ -27,7 +26,7 @@ async def fetch_sparse_config(index_url: str, authorization: str, cafile: Path, 
 
     def fetch() -> bytes:
         request = urllib.request.Request(url, headers={"Authorization": authorization})
-        opener = direct_opener(ssl.create_default_context(cafile=str(cafile)))
+        opener = direct_opener(verified_context(cafile))
         with opener.open(request, timeout=timeout) as response:
             return response.read(1 << 20)
 

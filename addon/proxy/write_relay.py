@@ -21,7 +21,6 @@ import io
 import json
 import os
 import secrets
-import ssl
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -29,6 +28,7 @@ from typing import BinaryIO
 import h11
 from mitmproxy import http
 
+from cargo_vouch.direct_https import verified_context
 from cargo_vouch.logs import get_logger, printable
 from cargo_vouch.protocol import Owners, Publish, Write
 from cargo_vouch.proxy import peers
@@ -244,7 +244,7 @@ class WriteRelay:
         self, diverted: Diverted, body: BinaryIO, size: int, sent: Authenticated
     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """The request as Cargo sent it, with the token; the body read back from `body`."""
-        context = ssl.create_default_context(cafile=str(self.state.upstream_bundle))
+        context = verified_context(self.state.upstream_bundle)
         reader, writer = await asyncio.open_connection(
             diverted.host, diverted.port, ssl=context, server_hostname=diverted.host
         )
