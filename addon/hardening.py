@@ -10,8 +10,13 @@ refuses ptrace to processes of its own user; with no core-file limit it leaves n
 from __future__ import annotations
 
 import ctypes
+import os
 import resource
 import sys
+from collections.abc import Mapping
+
+#: mitmproxy writes TLS session keys to the file either names.
+KEY_LOG_VARIABLES = ("MITMPROXY_SSLKEYLOGFILE", "SSLKEYLOGFILE")
 
 #: From <linux/prctl.h>.
 PR_SET_DUMPABLE = 4
@@ -35,3 +40,13 @@ def is_dumpable() -> bool:
     if not sys.platform.startswith("linux"):
         return resource.getrlimit(resource.RLIMIT_CORE)[0] != 0
     return bool(ctypes.CDLL(None).prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
+
+
+def key_log_problem(environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why the proxy must not start in this environment: with TLS session keys in a file,
+    every token could be read from a capture of the traffic."""
+    for name in KEY_LOG_VARIABLES:
+        if environ.get(name):
+            return (f"{name} is set: mitmproxy would write TLS session keys to a file, and with them "
+                    "every token could be read from a capture; unset it")
+    return None

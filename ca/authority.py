@@ -18,7 +18,7 @@ from pathlib import Path
 import certifi
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from cargo_vouch.ca.files import write_atomic, write_if_changed
@@ -61,6 +61,15 @@ def permitted_hosts(cert: x509.Certificate) -> set[str]:
     return hosts
 
 
+def key_description(cert: x509.Certificate) -> str:
+    """The CA key's kind; a CA from before ECDSA keys says how to get one."""
+    key = cert.public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECDSA {key.curve.name}"
+    kind = "RSA" if isinstance(key, rsa.RSAPublicKey) else type(key).__name__
+    return f"{kind} {getattr(key, 'key_size', '?')} bits ('cargo vouch ca rotate' for ECDSA P-256, which starts faster)"
+
+
 def load_cert(files: CaFiles) -> x509.Certificate | None:
     try:
         return x509.load_pem_x509_certificates(files.store.read_bytes())[0]
@@ -95,7 +104,7 @@ def needs_reissue(files: CaFiles, hosts: set[str], now: datetime.datetime | None
         constraints = cert.extensions.get_extension_for_class(x509.NameConstraints).value
     except x509.ExtensionNotFound:
         constraints = None
-    if constraints != _name_constraints(hosts):
+    if constraints != name_constraints(hosts):
         return "name constraints out of date"
     if cert.not_valid_after_utc - now < RENEW_BEFORE:
         return "CA expires soon"
@@ -123,7 +132,10 @@ def secure_directory(directory: Path) -> None:
 
 
 def issue_ca(files: CaFiles, hosts: set[str]) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    # ECDSA P-256: mitmproxy loads this key at every start (an RSA key's consistency check
+    # costs tens of milliseconds, each time) and uses it as every leaf's key, so each TLS
+    # handshake with Cargo signs with it. Every TLS stack Cargo uses accepts P-256.
+    key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
     name = x509.Name(
         [
@@ -154,7 +166,7 @@ def issue_ca(files: CaFiles, hosts: set[str]) -> None:
             ),
             critical=True,
         )
-        .add_extension(_name_constraints(hosts), critical=True)
+        .add_extension(name_constraints(hosts), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -168,7 +180,7 @@ def issue_ca(files: CaFiles, hosts: set[str]) -> None:
     write_cainfo_bundle(files, cert)
 
 
-def _name_constraints(hosts: set[str]) -> x509.NameConstraints:
+def name_constraints(hosts: set[str]) -> x509.NameConstraints:
     permitted: list[x509.GeneralName] = []
     has_v4 = has_v6 = False
     for host in sorted(h.lower() for h in hosts) or [NO_HOST]:

@@ -8,7 +8,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from cargo_vouch import paths
-from cargo_vouch.ca.authority import ca_files, ensure_ca, issue_ca, load_cert, permitted_hosts, secure_directory
+from cargo_vouch.ca.authority import (
+    ca_files,
+    ensure_ca,
+    issue_ca,
+    key_description,
+    load_cert,
+    permitted_hosts,
+    secure_directory,
+)
 from cargo_vouch.config import load_config, registry_hosts
 from cargo_vouch.errors import VouchError
 
@@ -41,6 +49,7 @@ def cmd_ca(args: argparse.Namespace) -> int:
         print(f"constraints: {'critical' if constraints.critical else 'NOT critical'}; "
               f"permitted {', '.join(sorted(permitted_hosts(cert))) or '(none)'}; "
               f"excluded {', '.join(excluded) or '(none)'}")
+        print(f"key:         {key_description(cert)}")
         print(f"sha256:      {fingerprint.hex(':')}")
     return 0
 

@@ -8,14 +8,24 @@ and the error's exit status, in one place.
 from __future__ import annotations
 
 import argparse
+import gc
+import importlib
 import sys
 from pathlib import Path
 
-from cargo_vouch.cli import ca, doctor, enroll, proxy, run
-from cargo_vouch.cli.setup import command as setup
 from cargo_vouch.errors import VouchError
 
 PROG = "cargo-vouch"
+#: Each subcommand's module, in `--help` order. Only the one being run is imported: `run`
+#: starts every CI job, and the others' imports (FIDO, doctor's checks) would cost it time.
+COMMANDS = {
+    "proxy": "cargo_vouch.cli.proxy",
+    "run": "cargo_vouch.cli.run",
+    "setup": "cargo_vouch.cli.setup.command",
+    "doctor": "cargo_vouch.cli.doctor",
+    "enroll": "cargo_vouch.cli.enroll",
+    "ca": "cargo_vouch.cli.ca",
+}
 
 
 def addon_path() -> Path:
@@ -28,19 +38,28 @@ def cmd_addon_path(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def requested_command(argv: list[str]) -> str | None:
+    """The subcommand named on the command line, if it is one of ours."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every subcommand, or for `only` (the others' modules not imported)."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Short-lived Vouch tokens on every request Cargo makes to a private registry.",
     )
     parser.add_argument("--config", help="cargo-vouch config file (default: $CARGO_VOUCH_CONFIG, then the per-user one)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    proxy.add_parser(commands)
-    run.add_parser(commands)
-    setup.add_parser(commands)
-    doctor.add_parser(commands)
-    enroll.add_parser(commands)
-    ca.add_parser(commands)
+    for name, module in COMMANDS.items():
+        if only in (None, name):
+            importlib.import_module(module).add_parser(commands)
     addon = commands.add_parser(
         "addon-path", help="print the path of the mitmproxy script: mitmdump -s \"$(cargo vouch addon-path)\""
     )
@@ -53,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     # Run as `cargo vouch …`, Cargo passes the subcommand name first.
     if argv[:1] == ["vouch"]:
         argv = argv[1:]
-    args = build_parser().parse_args(argv)
+    # Importing the command's module allocates much and frees almost nothing: collecting
+    # meanwhile only costs start-up time (`run` starts every CI job).
+    gc.disable()
+    try:
+        args = build_parser(requested_command(argv)).parse_args(argv)
+    finally:
+        gc.enable()
     try:
         return int(args.func(args) or 0)
     except VouchError as exc:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import socket
 import sys
 from pathlib import Path
 
 from cargo_vouch import paths
 from cargo_vouch.ca.authority import ensure_ca
-from cargo_vouch.config import ListenAddress, load_config, parse_listen, registry_hosts
+from cargo_vouch.config import load_config, parse_listen, registry_hosts
 from cargo_vouch.errors import UsageError, VouchError
 from cargo_vouch.hardening import protect_process
+from cargo_vouch.proxy.lean_import import starting_up
+from cargo_vouch.proxy.listener import bind_listeners
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
@@ -27,16 +30,22 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     # Before the proxy starts, as in `run`: mitmproxy would create its own CA there otherwise.
     ensure_ca(paths.ca_dir(), registry_hosts(config))
     protect_process()
-    return asyncio.run(_serve(config.path, listen))
-
-
-async def _serve(config_path: Path | None, listen: ListenAddress) -> int:
-    from cargo_vouch.proxy.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: imported when needed
-
+    listeners = bind_listeners(listen)
     try:
-        proxy = await start_proxy(config_path, listen, log_to=sys.stdout)
-    except ProxyFailedToStart:
-        raise VouchError("the proxy did not start (see the error above)") from None
+        return asyncio.run(_serve(config.path, listeners))
+    finally:
+        for sock in listeners:
+            sock.close()
+
+
+async def _serve(config_path: Path | None, listeners: list[socket.socket]) -> int:
+    with starting_up():
+        from cargo_vouch.proxy.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: loaded now
+
+        try:
+            proxy = await start_proxy(config_path, listeners, log_to=sys.stdout)
+        except ProxyFailedToStart:
+            raise VouchError("the proxy did not start (see the error above)") from None
     print(f"cargo-vouch: proxy listening at {proxy.address} (Cargo's http.proxy: {proxy.url})", flush=True)
     print(f"cargo-vouch: CA certificate (Cargo's http.cainfo): {paths.ca_cert_path()}", flush=True)
     stop = asyncio.Event()

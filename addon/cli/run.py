@@ -13,6 +13,7 @@ import os
 import resource
 import secrets
 import signal
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,7 +26,9 @@ from cargo_vouch.cargo_config import env_name
 from cargo_vouch.cli.environment import no_proxy_covers
 from cargo_vouch.config import ListenAddress, VouchConfig, load_config, parse_listen, registry_hosts
 from cargo_vouch.errors import UsageError, VouchError
-from cargo_vouch.hardening import protect_process
+from cargo_vouch.hardening import key_log_problem, protect_process
+from cargo_vouch.proxy.lean_import import starting_up
+from cargo_vouch.proxy.listener import bind_listeners, bound_address
 
 #: The token Cargo sends where it insists on having one (`cargo publish` on any Cargo);
 #: the proxy replaces it with the provider's. A real one in the caller's environment is
@@ -125,80 +128,111 @@ def exit_status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-async def run_command(argv: list[str], env: dict[str, str], core_limit: tuple[int, int] | None = None) -> int:
-    """Runs CMD to its end; SIGINT, SIGTERM and SIGHUP are passed on to it, and if it is
-    still running SIGNAL_GRACE_SECONDS later, it is killed. `core_limit` is the core-file
-    limit CMD gets back (this process runs with none, see hardening.py)."""
-    # Without a terminal (CI) CMD gets a process group of its own, so that a signal reaches
-    # everything it started (rustc, build scripts) and nothing outlives `run`. With a
-    # terminal it stays in the foreground group, where Ctrl-C reaches it directly and it
-    # may still read the terminal.
-    own_group = not sys.stdin.isatty()
-    loop = asyncio.get_running_loop()
-    process: asyncio.subprocess.Process | None = None
-    received: list[int] = []
+class Command:
+    """CMD for the length of `run`: SIGINT, SIGTERM and SIGHUP are passed on to it, and if
+    it is still running SIGNAL_GRACE_SECONDS later, it is killed. `core_limit` is the
+    core-file limit CMD gets back (this process runs with none, see hardening.py)."""
 
-    def deliver(sig: int) -> None:
-        if process is None or (not own_group and process.returncode is not None):
+    def __init__(self, argv: list[str], env: dict[str, str], core_limit: tuple[int, int] | None = None) -> None:
+        self.argv, self.env, self.core_limit = argv, env, core_limit
+        # Without a terminal (CI) CMD gets a process group of its own, so that a signal
+        # reaches everything it started (rustc, build scripts) and nothing outlives `run`.
+        # With a terminal it stays in the foreground group, where Ctrl-C reaches it
+        # directly and it may still read the terminal.
+        self.own_group = not sys.stdin.isatty()
+        self.process: asyncio.subprocess.Process | None = None
+        self.received: list[int] = []
+
+    async def __aenter__(self) -> Command:
+        # Handlers first: a signal that arrives while CMD starts is passed on once it runs.
+        loop = asyncio.get_running_loop()
+        for sig in FORWARDED_SIGNALS:
+            loop.add_signal_handler(sig, self.on_signal, sig)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in FORWARDED_SIGNALS:
+            loop.remove_signal_handler(sig)
+        if self.received:
+            self.deliver(signal.SIGKILL)  # anything CMD left behind in its group
+
+    async def start(self) -> bool:
+        """Starts CMD; False (and one line) if it cannot be started."""
+        core_limit = self.core_limit
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                *self.argv, env=self.env, process_group=0 if self.own_group else None,
+                preexec_fn=None if core_limit is None else partial(resource.setrlimit, resource.RLIMIT_CORE, core_limit),
+            )
+        except OSError as exc:
+            print(f"cargo-vouch: run: cannot start '{self.argv[0]}': {exc.strerror or exc}", file=sys.stderr)
+            return False
+        for early in self.received:
+            self.deliver(early)
+        return True
+
+    @property
+    def exited(self) -> bool:
+        return self.process is None or self.process.returncode is not None
+
+    async def wait(self) -> int:
+        """CMD's exit status, as a shell reports it."""
+        assert self.process is not None
+        return exit_status(await self.process.wait())
+
+    def stop(self) -> None:
+        """End CMD as a signal to `run` would: SIGTERM now, SIGKILL after the grace period."""
+        self.on_signal(signal.SIGTERM)
+
+    def on_signal(self, sig: int) -> None:
+        if not self.received:
+            asyncio.get_running_loop().call_later(SIGNAL_GRACE_SECONDS, self.deliver, signal.SIGKILL)
+        self.received.append(sig)
+        self.deliver(sig)
+
+    def deliver(self, sig: int) -> None:
+        process = self.process
+        if process is None or (not self.own_group and process.returncode is not None):
             return
         try:
-            if own_group:
+            if self.own_group:
                 os.killpg(process.pid, sig)
             else:
                 process.send_signal(sig)
         except ProcessLookupError:
             pass
 
-    def on_signal(sig: int) -> None:
-        if not received:
-            loop.call_later(SIGNAL_GRACE_SECONDS, deliver, signal.SIGKILL)
-        received.append(sig)
-        deliver(sig)
 
-    # Handlers first: a signal that arrives while CMD starts is passed on once it runs.
-    for sig in FORWARDED_SIGNALS:
-        loop.add_signal_handler(sig, on_signal, sig)
-    try:
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, env=env, process_group=0 if own_group else None,
-                preexec_fn=None if core_limit is None else partial(resource.setrlimit, resource.RLIMIT_CORE, core_limit),
-            )
-        except OSError as exc:
-            print(f"cargo-vouch: run: cannot start '{argv[0]}': {exc.strerror or exc}", file=sys.stderr)
-            return 127
-        for early in received:
-            deliver(early)
-        returncode = await process.wait()
-    finally:
-        for sig in FORWARDED_SIGNALS:
-            loop.remove_signal_handler(sig)
-    if received:
-        deliver(signal.SIGKILL)  # anything CMD left behind in its group
-    return exit_status(returncode)
-
-
-async def _run(config: VouchConfig, listen: ListenAddress, argv: list[str], core_limit: tuple[int, int]) -> int:
-    from cargo_vouch.proxy.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: imported when needed
-
+async def _run(config: VouchConfig, listeners: list[socket.socket], argv: list[str], core_limit: tuple[int, int]) -> int:
     password = secrets.token_urlsafe(24)
-    try:
-        proxy = await start_proxy(config.path, listen, proxy_credential=f"{PROXY_USER}:{password}")
-    except ProxyFailedToStart:
-        raise VouchError("run: the proxy did not start (see the error above); CMD was not run") from None
-    try:
-        address = proxy.address
-        settings = ChildSettings(
-            proxy_url=f"http://{PROXY_USER}:{password}@{address}",
-            cainfo=str(paths.ca_cert_path()),
-        )
-        env, notes = child_environment(os.environ, config, settings)
-        for note in notes:
-            print(f"cargo-vouch: {note}", file=sys.stderr)
-        print(f"cargo-vouch: proxy on {address} for: {' '.join(argv)}", file=sys.stderr, flush=True)
-        return await run_command(argv, env, core_limit)
-    finally:
-        await proxy.stop()
+    address = bound_address(listeners)
+    settings = ChildSettings(
+        proxy_url=f"http://{PROXY_USER}:{password}@{address}",
+        cainfo=str(paths.ca_cert_path()),
+    )
+    env, notes = child_environment(os.environ, config, settings)
+    for note in notes:
+        print(f"cargo-vouch: {note}", file=sys.stderr)
+    print(f"cargo-vouch: proxy on {address} for: {' '.join(argv)}", file=sys.stderr, flush=True)
+    async with Command(argv, env, core_limit) as command:
+        # CMD starts first: until the proxy serves the sockets (bound already), its
+        # connections wait in their backlog, while Cargo reads its config meanwhile.
+        if not await command.start():
+            return 127
+        with starting_up():
+            from cargo_vouch.proxy.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: loaded now
+
+            try:
+                proxy = await start_proxy(config.path, listeners, credential=(PROXY_USER, password))
+            except ProxyFailedToStart:
+                command.stop()
+                await command.wait()
+                raise VouchError("run: the proxy did not start (see the error above); CMD was stopped") from None
+        try:
+            return await command.wait()
+        finally:
+            await proxy.stop()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -215,6 +249,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not config.registries:
         where = config.path or paths.config_path()[0]
         raise VouchError(f"run: no registries in {where}; add one (or run 'cargo vouch setup')")
+    if problem := key_log_problem():
+        raise VouchError(f"run: {problem}")  # checked by the proxy too, but before CMD starts here
     exposed = exposed_secrets(config)
     if exposed and not args.allow_exposed_secrets:
         raise VouchError(
@@ -228,7 +264,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     # CMD (build scripts, dependencies' code) must not read this process's memory or the
     # environment it started with, which holds the CI client secret and any real token.
     core_limit = protect_process()
-    return asyncio.run(_run(config, listen, argv, core_limit))
+    listeners = bind_listeners(listen)
+    try:
+        return asyncio.run(_run(config, listeners, argv, core_limit))
+    finally:
+        for sock in listeners:
+            sock.close()
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -11,6 +11,7 @@ from cargo_vouch.proxy.tls_scope import TlsScope
 from cargo_vouch.proxy.write_gate import WriteGate
 
 
-def make_addons() -> list[object]:
-    state = VouchState()
+def make_addons(state: VouchState | None = None) -> list[object]:
+    """The addons, sharing `state` (a new one if not given)."""
+    state = state or VouchState()
     return [LocalClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state, WriteGate(state))]

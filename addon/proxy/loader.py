@@ -15,7 +15,7 @@ from cargo_vouch import paths
 from cargo_vouch.ca.authority import ensure_ca, system_roots
 from cargo_vouch.ca.files import write_if_changed
 from cargo_vouch.config import ConfigError, is_loopback, load_config, registry_hosts
-from cargo_vouch.hardening import protect_process
+from cargo_vouch.hardening import key_log_problem, protect_process
 from cargo_vouch.logs import get_logger
 from cargo_vouch.proxy.state import VouchState
 
@@ -65,7 +65,11 @@ class ConfigLoader:
             ctx.options.update(server=False)
             ctx.options.update(server=True)
         listening = [(host, port) for host, port in bound if is_loopback(host)] or [(want_host, want_port)]
-        self.state.own_proxy = own_proxy_url(*listening[0], ctx.options.proxyauth)
+        # The lean master has its own credential check; mitmdump may have `--proxyauth`.
+        credential = self.state.proxy_credential
+        if credential is None and "proxyauth" in ctx.options:
+            credential = ctx.options.proxyauth
+        self.state.own_proxy = own_proxy_url(*listening[0], credential)
         self.state.learn_all()
 
     def load(self, loader: Loader) -> None:
@@ -100,12 +104,8 @@ class ConfigLoader:
         if "proxy_debug" in updated and ctx.options.proxy_debug:
             raise ConfigError("proxy_debug is refused: it logs raw request bytes, tokens included")
         if "vouch_config" in updated:
-            for name in ("MITMPROXY_SSLKEYLOGFILE", "SSLKEYLOGFILE"):
-                if os.environ.get(name):
-                    raise ConfigError(
-                        f"{name} is set: mitmproxy would write TLS session keys to a file, and with them "
-                        "every token could be read from a capture; unset it"
-                    )
+            if problem := key_log_problem():
+                raise ConfigError(problem)
             self._load()
         if "listen_host" in updated and not is_loopback(ctx.options.listen_host):
             raise ConfigError(

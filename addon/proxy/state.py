@@ -79,6 +79,8 @@ class VouchState:
         #: This proxy's own URL (with `run`'s credential) and the CA bundle Cargo trusts, for
         #: the git fetch that learns a git index's config.json through the proxy itself.
         self.own_proxy: str | None = None
+        #: `user:password` clients must give the proxy (`run`'s per-run credential), if any.
+        self.proxy_credential: str | None = None
         self.cainfo = Path()
         self._learning: dict[str, asyncio.Task[None]] = {}
 

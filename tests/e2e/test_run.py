@@ -222,3 +222,47 @@ def test_a_command_that_ignores_sigterm_is_killed_after_the_grace_period(world: 
     assert process.returncode == 128 + signal.SIGKILL
     with pytest.raises(ProcessLookupError):
         os.kill(child_pid, 0)
+
+
+def test_cmd_s_first_request_made_at_once_is_served(world: World) -> None:
+    """CMD starts while the proxy is still loading: a request it makes straight away waits
+    in the listening socket's backlog and is answered, with the registry's token."""
+    world.login()
+    registry_config(world, world.registry.sparse_index_url)
+    url = world.registry.sparse_index_url.removeprefix("sparse+") + "config.json"
+    result = vouch_run(world, "sh", "-c",
+                       f'exec curl -sS --fail --proxy "$CARGO_HTTP_PROXY" --cacert "$CARGO_HTTP_CAINFO" {url}')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["dl"] == world.registry.dl_url
+    # Cargo's request and the proxy's own reading of config.json (to learn dl), both with the token.
+    seen = world.registry.requests
+    assert seen and all(r.authenticated for r in seen) and all(r.path == "/sparse/config.json" for r in seen)
+
+
+def test_run_refuses_a_tls_key_log_before_cmd_starts(world: World, tmp_path: Path) -> None:
+    registry_config(world, world.registry.sparse_index_url)
+    marker = tmp_path / "cmd-ran"
+    result = vouch_run(world, "touch", str(marker), env={**world.env, "SSLKEYLOGFILE": str(tmp_path / "keys")})
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "cargo-vouch: run: SSLKEYLOGFILE is set: mitmproxy would write TLS session keys to a file, and with "
+        "them every token could be read from a capture; unset it"
+    ]
+    assert not marker.exists() and not (tmp_path / "keys").exists()
+
+
+def test_proxy_on_a_taken_port_is_one_line(world: World) -> None:
+    registry_config(world, world.registry.sparse_index_url)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", world.cli_module, "proxy", "--listen", f"127.0.0.1:{port}"],
+            cwd=REPO, env={**world.env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"cargo-vouch: cannot listen on 127.0.0.1:{port}: Address already in use; pick another address with "
+        "--listen (or [proxy] listen in the config)"
+    ]

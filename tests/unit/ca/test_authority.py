@@ -1,10 +1,14 @@
 """The dedicated CA: private, name-constrained to the registry hosts, stable paths."""
 
+import datetime
 import stat
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
 
-from cargo_vouch.ca.authority import ca_files, ensure_ca, load_cert, permitted_hosts
+from cargo_vouch.ca.authority import ca_files, ensure_ca, key_description, load_cert, name_constraints, permitted_hosts
 
 
 def mode(path) -> int:
@@ -138,9 +142,34 @@ def test_ca_show_and_rotate_commands(tmp_path, monkeypatch, capsys):
     shown = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
     assert shown["constraints"].strip() == "critical; permitted cargo.corp.example; excluded 0.0.0.0/0, ::/0"
     assert "CN=cargo-vouch registry CA" in shown["subject"] and " to " in shown["valid"]
+    assert shown["key"].strip() == "ECDSA secp256r1"
 
     assert cli.main(["vouch", "ca", "rotate"]) == 0  # as `cargo vouch ca rotate` calls it
     assert "restart any running proxy" in capsys.readouterr().out
     cli.main(["ca", "show"])
     rotated = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
     assert rotated["sha256"] != shown["sha256"]
+
+
+def test_a_ca_from_before_ecdsa_keeps_working_and_show_says_how_to_replace_it(tmp_path):
+    """CAs issued with RSA keys (before ECDSA) are not re-issued behind the user's back: a
+    running proxy would go on signing with the old key. `ca show` names the way to move."""
+    files = ca_files(tmp_path / "ca")
+    ensure_ca(files.directory, {"cargo.corp.example"})
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cargo-vouch registry CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=300))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(name_constraints({"cargo.corp.example"}), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    files.store.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                          serialization.NoEncryption()) + cert.public_bytes(serialization.Encoding.PEM)
+    )
+    assert ensure_ca(files.directory, {"cargo.corp.example"})[1] is None
+    assert load_cert(files) == cert
+    assert key_description(cert) == "RSA 2048 bits ('cargo vouch ca rotate' for ECDSA P-256, which starts faster)"

@@ -1,0 +1,58 @@
+"""The proxy's listening sockets, bound before mitmproxy is even imported.
+
+Binding first gives `run` the port for CMD's environment at once, so CMD (Cargo reading its
+config, resolving the lock file) starts while the proxy is still being set up; a
+connection it makes meanwhile waits in the kernel's backlog until the proxy serves it,
+instead of being refused. No mitmproxy here: this runs before it is loaded.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from cargo_vouch.config import ListenAddress
+from cargo_vouch.errors import VouchError
+
+#: Cargo opens a handful of connections at a time; the kernel caps this anyway.
+BACKLOG = 128
+
+
+class ListenError(VouchError):
+    """The address cannot be listened on; the message names it and what to do."""
+
+
+def bind_listeners(address: ListenAddress) -> list[socket.socket]:
+    """Bound, listening, non-blocking sockets for `address` (both families for localhost).
+
+    `address.port` may be 0: every socket then gets the port the first one was given."""
+    try:
+        infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {address}: {exc.strerror}") from None
+    sockets: list[socket.socket] = []
+    port = address.port
+    try:
+        for family, kind, proto, _, sockaddr in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's servers do
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((sockaddr[0], port, *sockaddr[2:]))
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
+            port = sock.getsockname()[1]
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise ListenError(
+            f"cannot listen on {address}: {exc.strerror or exc}; pick another address with --listen "
+            "(or [proxy] listen in the config)"
+        ) from None
+    return sockets
+
+
+def bound_address(sockets: list[socket.socket]) -> ListenAddress:
+    """The address clients use: the first socket's (127.0.0.1 before ::1 for localhost)."""
+    host, port = sockets[0].getsockname()[:2]
+    return ListenAddress(host, port)
