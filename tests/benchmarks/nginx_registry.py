@@ -3,6 +3,12 @@ a static token check on every request, a sparse index and .crate files it serves
 
 The benchmark compares ways of reaching it; the registry itself must not be what it
 measures, so nothing here is Python once nginx runs.
+
+nginx listens twice. `port` serves the registry as it is. `relayed_port` serves the same
+files for a latency relay (latency_relay.py) in front of it: clients must reach it only
+through the relay, so its config.json names the relay's origin in `dl` and `api`
+(written by `name_relay` once the relay listens; until then it is missing, a 404). One
+certificate, for localhost, serves both.
 """
 
 from __future__ import annotations
@@ -28,16 +34,24 @@ TOKEN = "bench-static-token-" + "x" * 32
 class NginxRegistry:
     root: Path
     port: int
+    relayed_port: int
     process: subprocess.Popen[bytes]
     crates: list[CrateSpec]
 
     @property
     def origin(self) -> str:
-        return f"https://localhost:{self.port}"
+        return origin_at(self.port)
 
     @property
     def sparse_index(self) -> str:
-        return f"sparse+{self.origin}/index/"
+        return sparse_index(self.origin)
+
+    def name_relay(self, relay_port: int) -> str:
+        """Points the relayed server's config.json at a relay on `relay_port`; returns the
+        relay's origin, the one clients of the relayed registry use."""
+        relayed = origin_at(relay_port)
+        write_index_config(self.root / RELAYED_CONFIG, relayed)
+        return relayed
 
     def status_counts(self) -> dict[str, int]:
         """Answers by status and path from nginx's access log; a 401 was a request without the token."""
@@ -58,13 +72,25 @@ class NginxRegistry:
         self.process.wait(timeout=20)
 
 
+#: The relayed server's config.json, beside the files both servers share.
+RELAYED_CONFIG = "relayed-config.json"
+
+
+def origin_at(port: int) -> str:
+    return f"https://localhost:{port}"
+
+
+def sparse_index(registry_origin: str) -> str:
+    return f"sparse+{registry_origin}/index/"
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        return int(sock.getsockname()[1])
 
 
-def write_crates(www: Path, origin: str, count: int, big_mb: int) -> list[CrateSpec]:
+def write_crates(www: Path, registry_origin: str, count: int, big_mb: int) -> list[CrateSpec]:
     crates = [CrateSpec(f"bench{n:03d}", "1.0.0") for n in range(count)]
     for spec in crates:
         data = build_crate(spec)
@@ -81,16 +107,21 @@ def write_crates(www: Path, origin: str, count: int, big_mb: int) -> list[CrateS
         block = os.urandom(1024 * 1024)
         for _ in range(big_mb):
             out.write(block)
-    config = {"dl": f"{origin}/dl/{{crate}}/{{version}}/download", "api": origin, "auth-required": True}
-    (www / "index" / "config.json").write_text(json.dumps(config))
+    write_index_config(www / "index" / "config.json", registry_origin)
     return crates
+
+
+def write_index_config(path: Path, registry_origin: str) -> None:
+    config = {"dl": f"{registry_origin}/dl/{{crate}}/{{version}}/download", "api": registry_origin, "auth-required": True}
+    path.write_text(json.dumps(config))
 
 
 def start_nginx(root: Path, pki: TestPki, count: int = 200, big_mb: int = 200) -> NginxRegistry:
     root.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port, relayed_port = _free_port(), _free_port()
     cert, key = pki.issue("nginx", ["localhost", "127.0.0.1"], root)
-    crates = write_crates(root / "www", f"https://localhost:{port}", count, big_mb)
+    crates = write_crates(root / "www", origin_at(port), count, big_mb)
+    authorized = f'if ($http_authorization != "{TOKEN}") {{ return 401; }}'
     user = "user root;" if os.geteuid() == 0 else ""  # workers must read files under /tmp
     (root / "nginx.conf").write_text(f"""
 {user}
@@ -111,15 +142,20 @@ http {{
     default_type application/octet-stream;
     sendfile on;
     keepalive_requests 100000;
+    # TLS 1.3 as real registries speak it: Debian's nginx 1.22 offers only up to 1.2 by
+    # default, whose handshake costs a second round trip.
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    root {root}/www;
     server {{
         listen 127.0.0.1:{port} ssl http2;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        root {root}/www;
-        location / {{
-            if ($http_authorization != "{TOKEN}") {{ return 401; }}
-            try_files $uri =404;
-        }}
+        location / {{ {authorized} try_files $uri =404; }}
+    }}
+    server {{
+        listen 127.0.0.1:{relayed_port} ssl http2;
+        location = /index/config.json {{ {authorized} alias {root}/{RELAYED_CONFIG}; }}
+        location / {{ {authorized} try_files $uri =404; }}
     }}
 }}
 """)
@@ -134,4 +170,4 @@ http {{
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"nginx did not start: {process.stderr.read().decode() if process.stderr else ''}") from None
             time.sleep(0.02)  # polling for the port
-    return NginxRegistry(root, port, process, crates)
+    return NginxRegistry(root, port, relayed_port, process, crates)
