@@ -158,13 +158,20 @@ def registry_hosts(config: VouchConfig) -> set[str]:
     return hosts
 
 
+def ascii_number(text: str) -> int | None:
+    """`text` as a number when it is ASCII digits only, else None. (`str.isdigit` also
+    accepts '²' and other digits that `int` refuses: a port or length written so must be
+    refused, not crash the code that checks it.)"""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def parse_listen(value: str) -> ListenAddress:
     """`HOST:PORT` on loopback only: the proxy hands out tokens to whoever connects."""
     host, sep, port_text = value.rpartition(":")
-    if not sep or not port_text.isdigit():
+    port = ascii_number(port_text)
+    if not sep or port is None:
         raise ValueError(f"'{value}' is not HOST:PORT")
     host = host.strip("[]")
-    port = int(port_text)
     if not 0 < port <= 65535:
         raise ValueError(f"port {port} is out of range (1-65535)")
     if not is_loopback(host):

@@ -13,13 +13,21 @@ import urllib.request
 from pathlib import Path
 
 
-class RedirectRefused(Exception):
-    """The server answered with a redirect, which is not followed with a credential."""
+class CredentialNotSent(Exception):
+    """The request would have taken its credential where it must not go (plain HTTP, or
+    wherever a redirect points), so it was not made."""
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
-        raise RedirectRefused(f"{req.full_url} redirected ({code}); cargo-vouch does not follow redirects with credentials")
+        raise CredentialNotSent(f"{req.full_url} redirected ({code}); cargo-vouch does not follow redirects with credentials")
+
+
+class _RefusePlainHttp(urllib.request.HTTPHandler):
+    """In place of urllib's own HTTP handler: a credential never travels in clear text."""
+
+    def http_open(self, req):  # type: ignore[no-untyped-def]
+        raise CredentialNotSent(f"{req.full_url} is not https; cargo-vouch sends credentials only over verified TLS")
 
 
 def verified_context(*cafiles: Path) -> ssl.SSLContext:
@@ -37,6 +45,7 @@ def verified_context(*cafiles: Path) -> ssl.SSLContext:
 def direct_opener(context: ssl.SSLContext) -> urllib.request.OpenerDirector:
     return urllib.request.build_opener(
         urllib.request.ProxyHandler({}),
+        _RefusePlainHttp(),
         urllib.request.HTTPSHandler(context=context),
         _RefuseRedirects(),
     )

@@ -326,7 +326,9 @@ def check_index_hosts(registry: RegistryConfig, config: VouchConfig) -> Check:
         data = index_hosts.read_config_json(registry, config.proxy.upstream_ca, config.proxy.listen, config.secret_variables)
     except index_hosts.Unreadable as exc:
         return Check(name, True, f"config.json not read ({exc})", "run doctor again once it can be read", warn=True)
-    missing = index_hosts.uncovered(registry, data)
+    missing, problems = index_hosts.uncovered(registry, data, config.registries.values())
+    if problems:
+        return Check(name, False, "; ".join(problems), f"ask the registry's operator; nothing to add to {config.path}")
     if missing:
         shown = "; ".join(f"{m.key} = {m.value} is on a host the config does not cover" for m in missing)
         lines = ", ".join(f'"{m.prefix}"' for m in missing)

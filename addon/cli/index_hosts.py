@@ -13,18 +13,19 @@ from __future__ import annotations
 import asyncio
 import socket
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cargo_vouch import paths
 from cargo_vouch.ca.authority import system_roots
-from cargo_vouch.config import ListenAddress, RegistryConfig
+from cargo_vouch.config import ListenAddress, RegistryConfig, https_url_problem
 from cargo_vouch.index_config import IndexConfigError
 from cargo_vouch.protocol import ProviderError, Read
 from cargo_vouch.providers import provider_for
 from cargo_vouch.providers.token_cache import TokenCache
 from cargo_vouch.proxy.learning import fetch_git_config, fetch_sparse_config
-from cargo_vouch.proxy.routing import RegistryRoutes, UrlPrefix, learned_prefix
+from cargo_vouch.proxy.routing import RegistryRoutes, UrlPrefix, learned_prefix, overlap
 
 #: setup and doctor wait this long at most for config.json (the provider's own timeout aside).
 READ_TIMEOUT = 15.0
@@ -46,7 +47,11 @@ class Uncovered:
 def read_config_json(
     registry: RegistryConfig, upstream_ca: Path | None, listen: ListenAddress, hidden_env: frozenset[str] = frozenset()
 ) -> dict[str, object]:
-    """The registry's config.json, or Unreadable."""
+    """The registry's config.json, or Unreadable. Only for a registry of the cargo-vouch
+    config: the provider's token goes to its index, and only over https."""
+    problem = https_url_problem(registry.index_http_url)
+    if problem is not None:
+        raise Unreadable(f"no token is sent to its index: {problem}")
     try:
         if registry.is_sparse:
             return asyncio.run(_read_sparse(registry, upstream_ca, hidden_env))
@@ -70,24 +75,47 @@ async def _read_sparse(registry: RegistryConfig, upstream_ca: Path | None, hidde
         return await fetch_sparse_config(registry.index, authorization, Path(bundle.name), timeout)
 
 
-def uncovered(registry: RegistryConfig, data: dict[str, object]) -> list[Uncovered]:
-    """`dl` and `api` that name a host the registry's config does not cover."""
+def uncovered(
+    registry: RegistryConfig, data: dict[str, object], others: Iterable[RegistryConfig] = ()
+) -> tuple[list[Uncovered], list[str]]:
+    """`dl` and `api` that name a host the registry's config does not cover, and why any
+    other such host cannot be added (a prefix the config could not load, or one over
+    another registry's index: its requests would then carry this registry's token)."""
     configured = RegistryRoutes(registry).configured_origins()
-    found = []
+    foreign = [UrlPrefix.parse(other.index_http_url) for other in others if other.name != registry.name]
+    found: list[Uncovered] = []
+    problems: list[str] = []
     for key in ("dl", "api"):
         value = data.get(key)
         if not isinstance(value, str):
             continue
         prefix = learned_prefix(value)
-        if isinstance(prefix, UrlPrefix) and prefix.origin not in configured:
-            found.append(Uncovered(key, value, prefix_url(prefix)))
-    return found
+        if not isinstance(prefix, UrlPrefix) or prefix.origin in configured:
+            continue
+        written = prefix_url(prefix)
+        if written is None:
+            problems.append(f"config.json {key} = {value!r} names a host that cannot be written as a prefix")
+        elif any(overlap(prefix, index) for index in foreign):
+            problems.append(f"config.json {key} = {value!r} overlaps another registry's index; not added")
+        else:
+            found.append(Uncovered(key, value, written))
+    return found, problems
 
 
-def prefix_url(prefix: UrlPrefix) -> str:
-    """As a user writes it in `prefixes`: no `:443`."""
+def prefix_url(prefix: UrlPrefix) -> str | None:
+    """As a user writes it in `prefixes` (no `:443`, an IPv6 address in brackets, a host
+    name in its ASCII form), or None if the config would not accept it."""
+    host = prefix.host
+    if ":" in host:
+        host = f"[{host}]"
+    elif not host.isascii():
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            return None
     port = "" if prefix.port == 443 else f":{prefix.port}"
-    return f"https://{prefix.host}{port}{prefix.path}"
+    url = f"https://{host}{port}{prefix.path}"
+    return None if https_url_problem(url) else url
 
 
 def _listening(listen: ListenAddress) -> bool:

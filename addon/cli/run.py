@@ -78,12 +78,14 @@ def child_environment(
             env[f"GIT_CONFIG_VALUE_{count + offset}"] = value
         env["GIT_CONFIG_COUNT"] = str(count + len(git_settings))
 
-    for name, registry in config.registries.items():
-        # CMD and everything it runs (build scripts, dependencies' code) get a placeholder,
-        # never a real token, and never the CI client secret the proxy itself reads.
+    # CMD and everything it runs (build scripts, dependencies' code) get a placeholder,
+    # never a real token, and never the CI client secret the proxy itself reads: not under
+    # its own name, nor a copy of it under another.
+    secrets = set(secret_values(config, base).values())
+    for name in [name for name, value in env.items() if value in secrets]:
+        del env[name]
+    for name in config.registries:
         env[env_name(f"registries.{name}.token")] = PLACEHOLDER_TOKEN
-        if registry.client_credentials and registry.client_credentials.client_secret_env:
-            env.pop(registry.client_credentials.client_secret_env, None)
 
     # curl honours NO_PROXY even with an explicit proxy: a registry host listed there
     # would be reached directly, without a token.
@@ -97,30 +99,57 @@ def child_environment(
     return env, notes
 
 
-def exposed_secrets(config: VouchConfig, environ: Mapping[str, str] = os.environ) -> list[str]:
-    """Secrets this process was given (the CI client secret, a real registry token) that a
-    process of this user above it still holds in its environment: CMD could read them from
-    /proc/PID/environ there, whatever `run` hides. One line each: variable, pid, program."""
+#: Secrets shorter than this are looked for only as a whole variable's value elsewhere:
+#: as a substring they would be found by chance.
+MIN_SECRET_LENGTH = 16
+
+
+def secret_values(config: VouchConfig, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The secrets this process was given, by variable: the CI client secret and any real
+    registry token (the placeholder is none)."""
     names = [*config.secret_variables, *(env_name(f"registries.{name}.token") for name in config.registries)]
-    wanted = {f"{name}={environ[name]}".encode() for name in names if environ.get(name) not in (None, "", PLACEHOLDER_TOKEN)}
+    return {name: environ[name] for name in names if environ.get(name) not in (None, "", PLACEHOLDER_TOKEN)}
+
+
+def exposed_secrets(config: VouchConfig, environ: Mapping[str, str] = os.environ, proc: Path = Path("/proc")) -> list[str]:
+    """Secrets this process was given that another process still holds in its environment,
+    under that name or any other: a parent shell, a daemon an earlier CI step left behind.
+    CMD runs as this user, so it can read every environment this process can
+    (/proc/PID/environ), whatever `run` hides. One line per such process."""
+    wanted = {name: value.encode() for name, value in secret_values(config, environ).items()}
     found: list[str] = []
-    pid = os.getppid()
-    while wanted and pid > 0:
-        proc = Path(f"/proc/{pid}")
+    if not wanted:
+        return found
+    for entry in sorted(proc.iterdir(), key=lambda path: path.name):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
         try:
-            held = set((proc / "environ").read_bytes().split(b"\0"))
-            program = (proc / "comm").read_text().strip()
-        except OSError:  # not ours to read (another user's, root's): nor CMD's
-            held, program = set(), ""
-        names = sorted(entry.split(b"=", 1)[0].decode() for entry in wanted & held)
+            held = (entry / "environ").read_bytes()
+            program = (entry / "comm").read_text().strip() if held else ""
+        except OSError:  # another user's, or gone: not CMD's to read either
+            continue
+        names = sorted(name for name, value in wanted.items() if _holds(held, value))
         if names:
-            found.append(f"{' and '.join(names)} {'is' if len(names) == 1 else 'are'} also in the environment "
-                         f"of process {pid} ({program})")
-        try:
-            pid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            break
+            found.append(f"the value of {' and '.join(names)} is also in the environment of process {entry.name} ({program})")
     return found
+
+
+def same_user_memory_readable(yama: Path = Path("/proc/sys/kernel/yama/ptrace_scope")) -> bool:
+    """Whether a process may read the memory of any other dumpable process of its user (and
+    so CMD that of a CI runner which holds the secret): on Linux without Yama, or with its
+    ptrace_scope 0 (Debian's default)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return yama.read_text().strip() == "0"
+    except OSError:
+        return True
+
+
+def _holds(environ_block: bytes, value: bytes) -> bool:
+    if len(value) >= MIN_SECRET_LENGTH:
+        return value in environ_block
+    return any(entry.partition(b"=")[2] == value for entry in environ_block.split(b"\0"))
 
 
 def exit_status(returncode: int) -> int:
@@ -251,12 +280,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise VouchError(f"run: no registries in {where}; add one (or run 'cargo vouch setup')")
     if problem := key_log_problem():
         raise VouchError(f"run: {problem}")  # checked by the proxy too, but before CMD starts here
+    if secret_values(config) and same_user_memory_readable():
+        print("cargo-vouch: warning: the command can read the memory of this user's other processes (no Yama "
+              "ptrace restriction): a CI runner that holds the secret in memory exposes it to the build; "
+              "see README, Security", file=sys.stderr)
     exposed = exposed_secrets(config)
     if exposed and not args.allow_exposed_secrets:
         raise VouchError(
-            f"run: {'; '.join(exposed)}: the command and its build scripts could read "
-            "it there (/proc/PID/environ); start run with exec ('exec cargo vouch run -- ...') so that no "
-            "other process of yours holds it, or pass --allow-exposed-secrets"
+            f"run: {'; '.join(exposed)}: the command and its build scripts could read it there "
+            "(/proc/PID/environ); start run with exec ('exec cargo vouch run -- ...') and give the secret "
+            "to no other process, or pass --allow-exposed-secrets"
         )
     # Before the proxy starts: mitmproxy's TLS addon would otherwise create its own,
     # unconstrained CA in the CA directory the moment it is pointed there.

@@ -38,7 +38,7 @@ from cargo_vouch.config import (
     https_url_problem,
     load_private_key,
 )
-from cargo_vouch.direct_https import RedirectRefused, direct_opener, verified_context
+from cargo_vouch.direct_https import CredentialNotSent, direct_opener, verified_context
 from cargo_vouch.protocol import Expires, Operation, ProviderError, Session, Token
 from cargo_vouch.providers.token_cache import unverified_claims
 
@@ -217,7 +217,7 @@ class ClientCredentialsProvider:
         except urllib.error.HTTPError as exc:
             with exc:
                 return _Answer(exc.code, exc.read(_MAX_BODY))
-        except RedirectRefused as exc:
+        except CredentialNotSent as exc:
             raise ProviderError("other", str(exc)) from None
         except urllib.error.URLError as exc:
             raise ProviderError("other", f"cannot reach {host}: {_network_reason(exc.reason)}") from None

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from cargo_vouch.config import ascii_number
 from cargo_vouch.index_config import MAX_CONFIG_JSON, IndexConfigError, parse_index_config, without_auth_required
 from cargo_vouch.logs import get_logger
 
@@ -33,7 +34,7 @@ def rewrite_config_json(flow: http.HTTPFlow, registry: str, learned: Learned) ->
     if flow.request.http_version.startswith("HTTP/1"):
         response.headers["Transfer-Encoding"] = "chunked"  # the rewritten body has a new length
     rewriter = ConfigJsonRewriter(registry, learned, content_encoding)
-    if declared.isdigit() and int(declared) > MAX_CONFIG_JSON:
+    if (ascii_number(declared) or 0) > MAX_CONFIG_JSON:
         response.status_code, response.reason = 502, "Bad Gateway"
         rewriter.refuse(f"config.json of registry '{registry}' is {declared} bytes, over {MAX_CONFIG_JSON}")
     response.stream = rewriter

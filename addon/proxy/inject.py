@@ -66,6 +66,16 @@ class TokenInjector:
         request = flow.request
         if request.scheme != "https" or not self.state.router.intercepts(request.host, request.port):
             return
+        try:
+            await self._check_and_carry_out(flow)
+        except Exception as exc:  # noqa: BLE001 - mitmproxy would log it and forward the request unchecked
+            flow.request.headers.pop("Authorization", None)
+            self._authenticated.pop(flow.id, None)
+            self._answer(flow, request.host, 500, f"cargo-vouch: internal error ({type(exc).__name__}) checking "
+                         "a request to a registry origin; nothing was sent", level=logging.ERROR)
+
+    async def _check_and_carry_out(self, flow: http.HTTPFlow) -> None:
+        request = flow.request
         # Every request on a registry origin, routed or not: they share the upstream
         # connection that token-bearing requests use, so none may be ambiguous.
         checked = hygiene.check(request, tunnel_target(flow))
@@ -153,27 +163,35 @@ class TokenInjector:
         flow.response = refusal_for(flow.request, message, status)
         logger.log(level, f"{route.registry.name} {printable(flow.request.method, 20)} {printable(flow.request.path)}: {message}")
 
-    def _answer(self, flow: http.HTTPFlow, where: str, status: int, message: str) -> None:
+    def _answer(self, flow: http.HTTPFlow, where: str, status: int, message: str, level: int = logging.WARNING) -> None:
         """A request refused before it is routed: the line names the host, and the path only
         as printable text (it may hold what made it unclean)."""
         flow.response = plain_refusal(message, status)
-        logger.warning(f"{printable(where)} {printable(flow.request.method, 20)} {printable(flow.request.path)}: {message}")
+        logger.log(level, f"{printable(where)} {printable(flow.request.method, 20)} {printable(flow.request.path)}: {message}")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         entry = self._authenticated.get(flow.id)
-        if entry is None or flow.response is None:
+        response = flow.response
+        if entry is None or response is None:
             return
-        self._redact(flow)
-        # A session the registry opens for the token's holder is not the build's to keep.
-        for name in SESSION_HEADERS:
-            flow.response.headers.pop(name, None)
-        entry[1].answered(flow.response.status_code)
-        self.state.redirected(entry[1].route, flow.request, flow.response.status_code, flow.response.headers.get("Location"))
-        registry = entry[1].route.registry
-        if flow.id in self._config_json and flow.response.status_code == 200:
-            rewrite_config_json(flow, registry.name, lambda data: self.state.learned_from(registry, data))
-        else:
-            flow.response.stream = True
+        sent = entry[1]
+        registry = sent.route.registry
+        rewrites_config_json = flow.id in self._config_json and response.status_code == 200
+        if not rewrites_config_json:
+            response.stream = True  # first: whatever fails below, the body is never held whole
+        try:
+            self._redact(flow)
+            # A session the registry opens for the token's holder is not the build's to keep.
+            for name in SESSION_HEADERS:
+                response.headers.pop(name, None)
+            sent.answered(response.status_code)
+            self.state.redirected(sent.route, flow.request, response.status_code, response.headers.get("Location"))
+            if rewrites_config_json:
+                rewrite_config_json(flow, registry.name, lambda data: self.state.learned_from(registry, data))
+        except Exception as exc:  # noqa: BLE001 - mitmproxy would log it and pass the answer on unchecked
+            flow.kill()
+            logger.error(f"{registry.name} {printable(flow.request.method, 20)} {printable(flow.request.path)}: "
+                         f"internal error ({type(exc).__name__}) on the registry's answer; the connection was closed")
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._config_json.discard(flow.id)

@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from cargo_vouch.children import environment_without_secrets, spawn
-from cargo_vouch.direct_https import RedirectRefused, direct_opener, verified_context
+from cargo_vouch.direct_https import CredentialNotSent, direct_opener, verified_context
 from cargo_vouch.index_config import IndexConfigError, parse_index_config
 
 
@@ -32,7 +32,7 @@ async def fetch_sparse_config(index_url: str, authorization: str, cafile: Path, 
 
     try:
         body = await asyncio.to_thread(fetch)
-    except RedirectRefused as exc:
+    except CredentialNotSent as exc:
         raise IndexConfigError(str(exc)) from None
     except OSError as exc:
         raise IndexConfigError(f"{url}: {exc}") from None

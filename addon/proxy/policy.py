@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cargo_vouch.config import ascii_number
 from cargo_vouch.protocol import Operation, Owners, Unyank, Yank
 from cargo_vouch.proxy.answers import REFUSED_STATUS
 from cargo_vouch.proxy.publish_body import too_large_message
@@ -62,7 +63,7 @@ def decide(route: Route, method: str, path: str, content_length: str | None = No
         )
     if isinstance(operation, PublishUpload):
         # The token request names the crate's checksum, from the end of the body.
-        if content_length is not None and content_length.isdigit() and int(content_length) > registry.max_publish_size:
+        if content_length is not None and (ascii_number(content_length) or 0) > registry.max_publish_size:
             return Refuse(too_large_message(registry.name, registry.max_publish_size), status=413)
         return Divert()
     if isinstance(operation, Owners) and method != "GET" and registry.touch:

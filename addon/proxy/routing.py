@@ -170,7 +170,7 @@ def learned_prefix(value: str) -> UrlPrefix | str:
     return prefix
 
 
-def _overlap(a: UrlPrefix, b: UrlPrefix) -> bool:
+def overlap(a: UrlPrefix, b: UrlPrefix) -> bool:
     """Whether either prefix covers (a part of) the other."""
     return a.covers(b.host, b.port, b.path) or b.covers(a.host, a.port, a.path)
 
@@ -219,7 +219,7 @@ class RegistryRoutes:
                     f'and TLS to it is tunnelled; add "https://{prefix.host}:{prefix.port}/" to prefixes in '
                     f"[registries.{self.name}] (or run 'cargo vouch setup --registry {self.name}') if it is the registry's"
                 )
-            elif any(_overlap(prefix, index) for index in self.foreign_indexes):
+            elif any(overlap(prefix, index) for index in self.foreign_indexes):
                 problems.append(f"config.json '{key}' = '{value}' overlaps another registry's index; it gets no token")
             else:
                 learned[key] = prefix
@@ -294,8 +294,6 @@ class Router:
         path = path_with_query.partition("?")[0]
         if not is_plain_path(path):  # encoded slashes, dots, backslashes: never a registry's
             return None
-        if "%" in path:
-            path = unquote(path)  # matched as the registry reads it: /%77eb/ is /web/
         for registry in self.registries:
             found = registry.match(host, port, path, method)
             if found:

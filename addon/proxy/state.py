@@ -32,6 +32,9 @@ logger = get_logger(__name__)
 
 #: The redirects curl follows, keeping `Authorization` when they stay on the same origin.
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: What a follow-up may be: Cargo follows download redirects with GET. A POST (git's
+#: upload-pack) or a write never rides on another request's redirect.
+FOLLOW_UP_METHODS = frozenset({"GET", "HEAD"})
 
 
 class NoToken(Exception):
@@ -111,7 +114,7 @@ class VouchState:
             origin = (request.host.lower(), request.port)
             await self._learned(r for r in self.router.registries if origin in r.origins())
             found = self.router.match(*args)
-        if found is None and self.follow_ups:
+        if found is None and self.follow_ups and request.method in FOLLOW_UP_METHODS:
             redirected_by = self.follow_ups.take(request.host, request.port, request.path)
             if redirected_by is not None:
                 path = request.path.partition("?")[0]
@@ -122,10 +125,10 @@ class VouchState:
         """An authenticated answer redirects: a follow-up to the same origin gets the token."""
         if status not in REDIRECTS or not location:
             return
-        target = urlsplit(urljoin(request.url, location))
         try:
+            target = urlsplit(urljoin(request.url, location))
             port = target.port or 443
-        except ValueError:
+        except ValueError:  # `https://[`: no URL at all, so no follow-up
             return
         if target.scheme != "https" or (target.hostname or "") != request.host.lower() or port != request.port:
             return  # another origin (a CDN's presigned URL): never the token

@@ -82,7 +82,7 @@ def test_the_build_under_run_cannot_read_the_ci_secret_from_run_s_parent(other) 
     for secret in secrets_.values():
         assert secret not in result.stdout, f"{secret} read by the build from run's parent"
     # run saw it and did not start the build; with exec no process of the user's holds it.
-    assert "CARGO_REGISTRIES_TEAM_TOKEN and VOUCH_CLIENT_SECRET are also in the environment of process" in result.stderr
+    assert "the value of CARGO_REGISTRIES_TEAM_TOKEN and VOUCH_CLIENT_SECRET is also in the environment of process" in result.stderr
     assert "start run with exec" in result.stderr
     assert "grandparent" not in result.stdout  # the build never ran
 

@@ -20,6 +20,7 @@ from typing import Any
 from cargo_vouch import cargo_config, paths
 from cargo_vouch.ca.authority import ensure_ca
 from cargo_vouch.ca.files import edit_atomic
+from cargo_vouch.cargo_config import redact_url
 from cargo_vouch.cli import index_hosts
 from cargo_vouch.cli.setup.gitconfig import git_set
 from cargo_vouch.cli.setup.plan import PROG, Plan, SetupError, redact_key
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
             vouch_config=config_file.absolute(),
             listen=args.listen,
             records=records,
-            hosts_of=partial(hosts_of, config_file),
+            hosts_of=partial(hosts_of, config_file, args.dry_run),
         )
 
     for note in plan.notes:
@@ -111,15 +112,28 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def hosts_of(config_file: Path, registry: str, index: str) -> tuple[list[str], list[str]]:
+def hosts_of(config_file: Path, dry_run: bool, registry: str, index: str) -> tuple[list[str], list[str]]:
     """The `prefixes` the registry's config.json needs (its dl or api on another host), read
-    once through the registry's provider; notes for what cannot be read."""
+    once through the registry's provider; notes for what is not read or not added.
+
+    The provider's token goes only to the index the cargo-vouch config names for the
+    registry, or, when setup adds the registry, to the index it adds, and then not in a
+    dry run: until the user chose to configure that index, no token goes there. An index
+    that differs from the configured one gets nothing (the plan warns about it)."""
     try:
         config = load_config(config_file)
     except VouchError:
         config = None
     known = config.registries.get(registry) if config else None
-    entry = known if known is not None and known.index.rstrip("/") == index.rstrip("/") else RegistryConfig(registry, index)
+    if known is not None and known.index.rstrip("/") != index.rstrip("/"):
+        return [], []
+    if known is None and dry_run:
+        return [], [
+            f"note: config.json of '{registry}' not read in a dry run: that takes a token, and "
+            f"{redact_url(index)} is not in the cargo-vouch config yet; setup without --dry-run reads it "
+            "and adds the hosts its dl and api need"
+        ]
+    entry = known or RegistryConfig(registry, index)
     listen = config.proxy.listen if config else parse_listen(paths.DEFAULT_LISTEN)
     upstream_ca = config.proxy.upstream_ca if config else None
     hidden = config.secret_variables if config else frozenset()
@@ -130,7 +144,8 @@ def hosts_of(config_file: Path, registry: str, index: str) -> tuple[list[str], l
             f"note: could not read the registry's config.json ({exc}); if its dl or api is on another host "
             "than the index, add that host to prefixes ('cargo vouch doctor' names it once it can read it)"
         ]
-    return [found.prefix for found in index_hosts.uncovered(entry, data)], []
+    found, problems = index_hosts.uncovered(entry, data, config.registries.values() if config else ())
+    return [uncovered.prefix for uncovered in found], [f"note: {problem}" for problem in problems]
 
 
 def _target_file(cargo_dir: Path) -> Path:

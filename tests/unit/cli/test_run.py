@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from cargo_vouch.cli.run import ChildSettings, child_environment, exit_status
+from cargo_vouch.cli.run import ChildSettings, child_environment, exit_status, exposed_secrets, same_user_memory_readable
 from cargo_vouch.config import parse_config
 
 SETTINGS = ChildSettings(proxy_url="http://cargo-vouch:pw@127.0.0.1:4000", cainfo="/ca/cert.pem")
@@ -40,6 +41,66 @@ def test_cmd_gets_placeholders_never_a_real_token_or_the_client_secret() -> None
     env, _ = child_environment({"VOUCH_CLIENT_SECRET": "s3cret", "OTHER": "kept"}, ci, SETTINGS)
     assert "VOUCH_CLIENT_SECRET" not in env and env["OTHER"] == "kept"
     assert env["CARGO_HTTP_PROXY"] == SETTINGS.proxy_url and env["CARGO_HTTP_CAINFO"] == "/ca/cert.pem"
+
+
+CI = {"registries": {"corp": {"index": "sparse+https://a.example/i/", "client-credentials": {
+    "issuer": "https://vouch.example", "client-id": "ci", "client-secret-env": "VOUCH_CLIENT_SECRET"}}}}
+SECRET = "ci-client-secret-5d1e8a2b"
+
+
+def test_cmd_gets_no_copy_of_a_secret_under_another_name() -> None:
+    ci = parse_config(CI, Path("/cfg/config.toml"))
+    base = {"VOUCH_CLIENT_SECRET": SECRET, "CI_VOUCH_SECRET": SECRET, "CARGO_REGISTRIES_CORP_TOKEN": "real-token-0123456789",
+            "TOKEN_COPY": "real-token-0123456789", "OTHER": "kept"}
+    env, _ = child_environment(base, ci, SETTINGS)
+    assert SECRET not in env.values() and "real-token-0123456789" not in env.values()
+    assert env["OTHER"] == "kept" and env["CARGO_REGISTRIES_CORP_TOKEN"] == "cargo-vouch"
+
+
+def fake_proc(root: Path, processes: dict[int, bytes]) -> Path:
+    for pid, environ in processes.items():
+        (root / str(pid)).mkdir(parents=True)
+        (root / str(pid) / "environ").write_bytes(environ)
+        (root / str(pid) / "comm").write_text(f"prog{pid}\n")
+    (root / "self").mkdir()  # not a process id: skipped
+    return root
+
+
+def test_a_secret_s_value_anywhere_in_another_environment_is_found(tmp_path: Path) -> None:
+    ci = parse_config(CI, Path("/cfg/config.toml"))
+    proc = fake_proc(tmp_path, {
+        10: b"PATH=/bin\0CI_VOUCH_SECRET=" + SECRET.encode() + b"\0",  # the step's shell, renamed
+        11: b"HOME=/root\0",
+        12: b"X=prefix" + SECRET.encode() + b"suffix\0",  # a daemon holding it inside another value
+        os.getpid(): b"VOUCH_CLIENT_SECRET=" + SECRET.encode() + b"\0",  # run itself: not dumpable
+    })
+    found = exposed_secrets(ci, {"VOUCH_CLIENT_SECRET": SECRET}, proc)
+    assert found == [
+        "the value of VOUCH_CLIENT_SECRET is also in the environment of process 10 (prog10)",
+        "the value of VOUCH_CLIENT_SECRET is also in the environment of process 12 (prog12)",
+    ]
+
+
+def test_a_short_secret_is_only_found_as_a_whole_value(tmp_path: Path) -> None:
+    ci = parse_config(CI, Path("/cfg/config.toml"))
+    proc = fake_proc(tmp_path, {20: b"A=xabcx\0", 21: b"B=abc\0"})
+    assert exposed_secrets(ci, {"VOUCH_CLIENT_SECRET": "abc"}, proc) == [
+        "the value of VOUCH_CLIENT_SECRET is also in the environment of process 21 (prog21)"
+    ]
+
+
+def test_without_secrets_nothing_is_read(tmp_path: Path) -> None:
+    ci = parse_config(CI, Path("/cfg/config.toml"))
+    assert exposed_secrets(ci, {}, tmp_path / "no-such-proc") == []
+
+
+def test_memory_of_the_user_s_processes_is_readable_without_yama(tmp_path: Path) -> None:
+    scope = tmp_path / "ptrace_scope"
+    assert same_user_memory_readable(scope)  # no Yama at all
+    scope.write_text("0\n")
+    assert same_user_memory_readable(scope)
+    scope.write_text("1\n")
+    assert not same_user_memory_readable(scope)
 
 
 def test_registry_hosts_are_taken_out_of_no_proxy_with_a_note() -> None:

@@ -71,6 +71,9 @@ async def test_a_bare_cr_on_a_path_outside_the_prefixes_is_refused_too(proxy, vo
         ("GET", "/index/a%00b"),
         ("GET", "/index/a%0d%0aX-Evil:%201"),
         ("GET", "/index/%u002e%u002e/admin"),  # IIS decodes %u
+        ("GET", "/%69ndex/3/f/foo"),  # needless escapes: under a prefix only once decoded
+        ("DELETE", "/%77eb/api/v1/crates/hello/0.1.0/yank"),
+        ("GET", "/index/3/f/f%6Fo"),
         ("GET /index/x HTTP/1.1\r\nHost: x\r\n\r\nDELETE", "/index/3/f/foo"),  # an HTTP/2 :method
     ],
 )
@@ -92,6 +95,8 @@ async def test_targets_a_server_may_read_differently_are_refused(proxy, vouch_se
         ((("Host", "[cargo.corp.example]"),), "", "HTTP/1.1"),  # brackets belong to IPv6 only
         ((("Host", "cargo.corp.example]"),), "", "HTTP/1.1"),
         ((("Host", "]cargo.corp.example[:443"),), "", "HTTP/1.1"),
+        ((("Host", "cargo.corp.example:\u00b9"),), "", "HTTP/1.1"),  # '¹' passes str.isdigit, not int()
+        ((("Host", "cargo.corp.example:\u00b2\u00b3"),), "", "HTTP/1.1"),
     ],
 )
 async def test_a_request_naming_another_authority_than_the_tunnel_is_421(proxy, vouch_session, headers, authority,

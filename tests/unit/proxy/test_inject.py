@@ -245,3 +245,62 @@ async def test_an_unauthenticated_answer_s_redirect_gives_no_token(proxy, vouch_
     follow = registry_request(path="/storage/x")
     await injector.requestheaders(follow)
     assert "Authorization" not in follow.request.headers
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+async def test_only_a_get_or_head_rides_on_a_redirect(proxy, vouch_session, method):
+    """curl follows Cargo's download redirects with GET: a POST (git's upload-pack on a
+    registry without a git index) or a write never gets the token from one."""
+    tctx, state, _, injector = proxy(SPARSE_CONFIG + "allow-publish = true\n")
+    state.router.registries[0].learn({"dl": "https://cargo.corp.example/dl"})
+    download = registry_request(path="/dl/foo/1.0.0/download")
+    await injector.requestheaders(download)
+    download.response = tutils.tresp(status_code=307, headers=http.Headers(((b"Location", b"/elsewhere/git-upload-pack"),)))
+    injector.responseheaders(download)
+    follow = registry_request(path="/elsewhere/git-upload-pack", method=method)
+    await injector.requestheaders(follow)
+    assert "Authorization" not in follow.request.headers
+
+
+async def test_a_redirect_nobody_can_parse_is_still_streamed_and_gives_nothing(proxy, vouch_session):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flow = registry_request()
+    await injector.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=302, headers=http.Headers(((b"Location", b"https://["),)))
+    injector.responseheaders(flow)
+    assert flow.response.stream is True and flow.error is None
+    assert len(state.follow_ups) == 0
+
+
+async def test_an_error_in_the_checks_answers_the_request_instead_of_forwarding_it(proxy, vouch_session, monkeypatch):
+    """Whatever fails before routing (the hygiene checks, routing), mitmproxy would forward
+    the request as the client sent it: it is answered instead."""
+    from cargo_vouch.proxy import hygiene
+
+    def broken(*args: object) -> None:
+        raise ValueError("a check that crashed")
+
+    monkeypatch.setattr(hygiene, "check", broken)
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    flow = registry_request(headers=[("Cookie", "sid=client")])
+    await injector.requestheaders(flow)
+    assert flow.response is not None and flow.response.status_code == 500
+    assert "internal error (ValueError)" in flow.response.get_text()
+    assert state.cache.provider_calls == 0
+
+
+async def test_an_error_on_the_registry_s_answer_closes_the_connection(proxy, vouch_session, monkeypatch):
+    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flow = registry_request()
+    await injector.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=200, headers=http.Headers(((b"Set-Cookie", b"sid=1"),)))
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("crashed")
+
+    monkeypatch.setattr(state, "redirected", broken)
+    injector.responseheaders(flow)
+    assert flow.error is not None  # killed: nothing of the answer reaches the client
+    assert flow.response.stream is True  # and nothing of it was held whole meanwhile
