@@ -1,10 +1,11 @@
 """Which local user opened a TCP connection to us (Linux).
 
 A TCP socket carries no credentials (SO_PEERCRED answers only for Unix sockets), but the
-kernel lists every socket with its owner in /proc/net/tcp and /proc/net/tcp6: the client's
-socket is the entry whose local address is our peer and whose remote address is us. An
-IPv4 client may hold an IPv6 socket (it is then listed in tcp6 as ::ffff:a.b.c.d), so both
-files are read and such addresses compared as IPv4.
+kernel knows every socket's owner: the client's socket is the one whose local address is
+our peer and whose remote address is us. It is asked for that one socket (sock_diag.py);
+where it cannot be, /proc/net/tcp and /proc/net/tcp6 list every socket with its owner.
+An IPv4 client may hold an IPv6 socket (listed as ::ffff:a.b.c.d), so both families are
+looked at and such addresses compared as IPv4.
 """
 
 from __future__ import annotations
@@ -12,9 +13,13 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+from cargo_vouch.proxy import sock_diag
+from cargo_vouch.proxy.sock_diag import Address
+
 TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
 _ESTABLISHED = "01"
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: Until the kernel says otherwise, sockets are looked up one at a time.
+_sock_diag_works = True
 
 
 def lookup_supported() -> bool:
@@ -27,6 +32,17 @@ def socket_owner(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
     when no single established socket matches (then nobody can be vouched for)."""
     want_local = (_plain(ipaddress.ip_address(peer[0].split("%")[0])), int(peer[1]))
     want_remote = (_plain(ipaddress.ip_address(ours[0].split("%")[0])), int(ours[1]))
+    global _sock_diag_works
+    if _sock_diag_works:
+        try:
+            return sock_diag.tcp_owner(want_local, want_remote)
+        except sock_diag.Unsupported:
+            _sock_diag_works = False
+    return listed_owner(want_local, want_remote)
+
+
+def listed_owner(want_local: tuple[Address, int], want_remote: tuple[Address, int]) -> int | None:
+    """socket_owner from /proc/net/tcp*: every socket of the machine, read as text."""
     port_hex = f":{want_local[1]:04X}"
     owners = set()
     for table in TABLES:
