@@ -7,11 +7,10 @@ import asyncio
 import signal
 import socket
 import sys
-from pathlib import Path
 
 from cargo_vouch import paths
 from cargo_vouch.ca.authority import ensure_ca
-from cargo_vouch.config import load_config, parse_listen, registry_hosts
+from cargo_vouch.config import VouchConfig, load_config, parse_listen, registry_hosts
 from cargo_vouch.errors import UsageError, VouchError
 from cargo_vouch.hardening import protect_process
 from cargo_vouch.proxy.lean_import import starting_up
@@ -32,18 +31,18 @@ def cmd_proxy(args: argparse.Namespace) -> int:
     protect_process()
     listeners = bind_listeners(listen)
     try:
-        return asyncio.run(_serve(config.path, listeners))
+        return asyncio.run(_serve(config, listeners))
     finally:
         for sock in listeners:
             sock.close()
 
 
-async def _serve(config_path: Path | None, listeners: list[socket.socket]) -> int:
+async def _serve(config: VouchConfig, listeners: list[socket.socket]) -> int:
     with starting_up():
         from cargo_vouch.proxy.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: loaded now
 
         try:
-            proxy = await start_proxy(config_path, listeners, log_to=sys.stdout)
+            proxy = await start_proxy(config, listeners, log_to=sys.stdout)
         except ProxyFailedToStart:
             raise VouchError("the proxy did not start (see the error above)") from None
     print(f"cargo-vouch: proxy listening at {proxy.address} (Cargo's http.proxy: {proxy.url})", flush=True)

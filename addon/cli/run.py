@@ -253,7 +253,7 @@ async def _run(config: VouchConfig, listeners: list[socket.socket], argv: list[s
             from cargo_vouch.proxy.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: loaded now
 
             try:
-                proxy = await start_proxy(config.path, listeners, credential=(PROXY_USER, password))
+                proxy = await start_proxy(config, listeners, credential=(PROXY_USER, password))
             except ProxyFailedToStart:
                 command.stop()
                 await command.wait()

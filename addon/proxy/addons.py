@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from cargo_vouch.config import VouchConfig
 from cargo_vouch.proxy.clients import LocalClients
 from cargo_vouch.proxy.inject import TokenInjector
 from cargo_vouch.proxy.loader import ConfigLoader
@@ -11,7 +12,8 @@ from cargo_vouch.proxy.tls_scope import TlsScope
 from cargo_vouch.proxy.write_gate import WriteGate
 
 
-def make_addons(state: VouchState | None = None) -> list[object]:
-    """The addons, sharing `state` (a new one if not given)."""
+def make_addons(state: VouchState | None = None, config: VouchConfig | None = None) -> list[object]:
+    """The addons, sharing `state` (a new one if not given). With `config`, they use that
+    config and never read the file (see ConfigLoader)."""
     state = state or VouchState()
-    return [LocalClients(), ConfigLoader(state), TlsScope(state), TokenInjector(state, WriteGate(state))]
+    return [LocalClients(), ConfigLoader(state, config), TlsScope(state), TokenInjector(state, WriteGate(state))]

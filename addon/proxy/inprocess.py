@@ -21,7 +21,6 @@ import logging  # noqa: E402
 import socket  # noqa: E402
 import sys  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import IO  # noqa: E402
 
 from mitmproxy import log, master, options  # noqa: E402
@@ -29,7 +28,7 @@ from mitmproxy.addons import core, dns_resolver, next_layer, proxyserver, termlo
 from mitmproxy.proxy.mode_servers import ServerInstance  # noqa: E402
 
 from cargo_vouch import paths  # noqa: E402
-from cargo_vouch.config import ListenAddress  # noqa: E402
+from cargo_vouch.config import ListenAddress, VouchConfig  # noqa: E402
 from cargo_vouch.proxy.addons import make_addons  # noqa: E402
 from cargo_vouch.proxy.credential import ProxyCredential  # noqa: E402
 from cargo_vouch.proxy.dispatch import HookDispatch  # noqa: E402
@@ -94,13 +93,14 @@ class RunningProxy:
 
 
 async def start_proxy(
-    config_path: Path | None,
+    config: VouchConfig,
     listeners: list[socket.socket],
     *,
     credential: tuple[str, str] | None = None,
     log_to: IO[str] = sys.stderr,
 ) -> RunningProxy:
     """Starts the proxy on this event loop, serving `listeners`, and returns once it does.
+    It uses `config` as given (the file is not read again: see ConfigLoader).
 
     `credential` is (user, password); clients without it get 407."""
     logging.getLogger().setLevel(logging.INFO)
@@ -116,8 +116,8 @@ async def start_proxy(
     if credential is not None:
         state.proxy_credential = ":".join(credential)
     ready = _Ready()
-    proxy_master.addons.add(termlog.TermLog(out=log_to), *lean_addons(credential), *make_addons(state), ready)
-    opts.update(vouch_config=str(config_path) if config_path else "")
+    proxy_master.addons.add(termlog.TermLog(out=log_to), *lean_addons(credential), *make_addons(state, config), ready)
+    opts.update(vouch_config=str(config.path) if config.path else "")
     task = asyncio.create_task(proxy_master.run(), name="cargo-vouch proxy")
     ready_wait = asyncio.create_task(ready.event.wait())
     await asyncio.wait([task, ready_wait], return_when=asyncio.FIRST_COMPLETED)

@@ -14,7 +14,7 @@ from mitmproxy.addonmanager import Loader
 from cargo_vouch import paths
 from cargo_vouch.ca.authority import ensure_ca, system_roots
 from cargo_vouch.ca.files import write_if_changed
-from cargo_vouch.config import ConfigError, is_loopback, load_config, registry_hosts
+from cargo_vouch.config import ConfigError, VouchConfig, is_loopback, load_config, registry_hosts
 from cargo_vouch.hardening import key_log_problem, protect_process
 from cargo_vouch.logs import get_logger
 from cargo_vouch.proxy.state import VouchState
@@ -45,8 +45,15 @@ def own_proxy_url(host: str, port: int, proxyauth: str | None) -> str:
 
 
 class ConfigLoader:
-    def __init__(self, state: VouchState) -> None:
+    """`given` is a config the caller has read already (`run`, `cargo vouch proxy`): it is
+    used as it is, and the file is not read again. `run` builds CMD's environment from it and
+    starts CMD before the proxy is up, so a second read would let CMD (a build script) swap
+    the file in between and have the proxy run a provider of its choosing, with the secrets
+    `run` keeps from CMD in its environment."""
+
+    def __init__(self, state: VouchState, given: VouchConfig | None = None) -> None:
         self.state = state
+        self.given = given
         self._running = False
 
     def running(self) -> None:
@@ -120,7 +127,7 @@ class ConfigLoader:
                 )
 
     def _load(self) -> None:
-        config = load_config(ctx.options.vouch_config or None)
+        config = self.given if self.given is not None else load_config(ctx.options.vouch_config or None)
         if not config.registries:
             where = config.path or paths.config_path()[0]
             logger.warning(f"no registries in {where}; every connection is tunnelled untouched")

@@ -67,3 +67,29 @@ def test_wrong_secret_fails_the_build_with_a_clear_message(world: World, oauth: 
     assert "invalid_client" in result.stderr and "VOUCH_CLIENT_SECRET" in result.stderr, result.stderr
     assert "not-the-secret" not in result.stdout + result.stderr
     assert world.registry.requests == []
+
+
+def test_cmd_cannot_swap_the_config_before_the_proxy_reads_it(world: World, oauth: OAuthServer) -> None:
+    """`run` starts CMD while the proxy is still starting. Had the proxy read the config file
+    again then, CMD (a build script: the file is its user's) could swap in a config whose
+    provider is its own program, which the proxy would run with the CI secret, kept from CMD,
+    in its environment. The proxy uses the config `run` read before CMD started."""
+    ci_config(world, oauth)
+    leak = world.root / "leak"
+    hostile = world.root / "hostile.toml"
+    hostile.write_text(
+        f'[registries.corp]\nindex = "{world.registry.sparse_index_url}"\n'
+        f'credential-provider = ["/bin/sh", "-c", "env > {leak}; exit 1"]\n'
+    )
+    url = world.registry.sparse_index_url.removeprefix("sparse+") + "config.json"
+    script = (
+        f'cp {hostile} "$CARGO_VOUCH_CONFIG.new" && mv "$CARGO_VOUCH_CONFIG.new" "$CARGO_VOUCH_CONFIG" && '
+        f'curl -sS --proxy "$CARGO_HTTP_PROXY" --cacert "$CARGO_HTTP_CAINFO" -o /dev/null -w "%{{http_code}}" {url}'
+    )
+
+    result = vouch_run(world, "sh", "-c", script, env={**world.env, "VOUCH_CLIENT_SECRET": SECRET})
+
+    assert not leak.exists() or SECRET not in leak.read_text()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "200"  # served with the token of the config run started with
+    assert world.registry.requests and {r.subject for r in world.registry.requests} == {"ci-builder"}

@@ -260,7 +260,9 @@ def test_an_h2_method_holding_crlf_never_reaches_the_registry(world: World) -> N
     alpn, answers = _h2(world, [[(b":method", method), (b":scheme", b"https"), (b":authority", auth), (b":path", b"/elsewhere")]])
     if alpn != "h2":
         pytest.skip(f"the proxy negotiated {alpn!r}, not h2, with the client")
-    assert answers and answers[0][0] == b"400", answers  # answered by the proxy: nothing went upstream
+    # Refused by the proxy: our 400 on mitmproxy 11; on 12, whose h2 rejects CR/LF in any
+    # header value itself, a protocol error that ends the connection before any hook runs.
+    assert answers in ([(b"400", answers[0][1])], [(None, b"")]), answers
     assert reg.requests == []
 
 
