@@ -326,7 +326,25 @@ def parse_config(data: dict[str, object], path: Path) -> VouchConfig:
         if not isinstance(table, dict):
             raise fail(f"registries.{name}", "must be a table")
         registries[name] = _parse_registry(name, table, fail, path.parent)
+    for registry in registries.values():
+        for prefix in registry.prefixes:
+            for other in registries.values():
+                if other is not registry and urls_overlap(prefix, other.index_http_url):
+                    raise fail(
+                        f"registries.{registry.name}.prefixes",
+                        f"{prefix} overlaps the index of registry '{other.name}' ({other.index_http_url}): its "
+                        "requests would carry this registry's token; remove it",
+                    )
     return VouchConfig(path=path, proxy=ProxyConfig(listen, upstream_ca), registries=registries)
+
+
+def urls_overlap(a: str, b: str) -> bool:
+    """Whether one https URL prefix covers (a part of) the other: same host and port, and
+    one path starts with the other."""
+    first, second = urlsplit(a), urlsplit(b)
+    if ((first.hostname or "").lower(), first.port or 443) != ((second.hostname or "").lower(), second.port or 443):
+        return False
+    return first.path.startswith(second.path) or second.path.startswith(first.path)
 
 
 def _parse_registry(name: str, table: dict[str, object], fail, base: Path) -> RegistryConfig:  # type: ignore[no-untyped-def]

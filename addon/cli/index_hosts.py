@@ -90,12 +90,17 @@ def uncovered(
         if not isinstance(value, str):
             continue
         prefix = learned_prefix(value)
-        if not isinstance(prefix, UrlPrefix) or prefix.origin in configured:
+        if not isinstance(prefix, UrlPrefix):
             continue
         written = prefix_url(prefix)
         if written is None:
             problems.append(f"config.json {key} = {value!r} names a host that cannot be written as a prefix")
-        elif any(overlap(prefix, index) for index in foreign):
+            continue
+        # Checked as it would be written: `ｔｅａｍ.corp.example` is written `team.corp.example`.
+        prefix = UrlPrefix.parse(written)
+        if prefix.origin in configured:
+            continue
+        if any(overlap(prefix, index) for index in foreign):
             problems.append(f"config.json {key} = {value!r} overlaps another registry's index; not added")
         else:
             found.append(Uncovered(key, value, written))

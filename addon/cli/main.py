@@ -67,7 +67,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def without_script_directory() -> None:
+    """Python looks for modules first in the script's folder (the console script's `bin`,
+    or for `python -m` the working directory), before site-packages: a folder a build can
+    write to, or a cloned repository's root. Nothing of ours is there; as with `python -P`,
+    it is not searched."""
+    if not sys.flags.safe_path and sys.path:
+        del sys.path[0]
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # run as a program, not called
+        without_script_directory()
     argv = list(sys.argv[1:] if argv is None else argv)
     # Run as `cargo vouch …`, Cargo passes the subcommand name first.
     if argv[:1] == ["vouch"]:

@@ -80,9 +80,10 @@ def child_environment(
 
     # CMD and everything it runs (build scripts, dependencies' code) get a placeholder,
     # never a real token, and never the CI client secret the proxy itself reads: not under
-    # its own name, nor a copy of it under another.
-    secrets = set(secret_values(config, base).values())
-    for name in [name for name, value in env.items() if value in secrets]:
+    # its own name, nor a copy of it under another, nor inside another value (a JSON blob
+    # of the job's secrets, `client:secret`).
+    secrets = [value.encode() for value in secret_values(config, base).values()]
+    for name in [name for name, value in env.items() if any(holds(value.encode(), secret) for secret in secrets)]:
         del env[name]
     for name in config.registries:
         env[env_name(f"registries.{name}.token")] = PLACEHOLDER_TOKEN
@@ -113,9 +114,11 @@ def secret_values(config: VouchConfig, environ: Mapping[str, str] = os.environ) 
 
 def exposed_secrets(config: VouchConfig, environ: Mapping[str, str] = os.environ, proc: Path = Path("/proc")) -> list[str]:
     """Secrets this process was given that another process still holds in its environment,
-    under that name or any other: a parent shell, a daemon an earlier CI step left behind.
-    CMD runs as this user, so it can read every environment this process can
-    (/proc/PID/environ), whatever `run` hides. One line per such process."""
+    under that name or any other, or on its command line: a parent shell, a step written
+    `VOUCH_CLIENT_SECRET=… cargo vouch run -- …; next`, a daemon an earlier CI step left
+    behind. CMD runs as this user, so it can read every environment this process can
+    (/proc/PID/environ), and every user can read command lines, whatever `run` hides.
+    One line per such process."""
     wanted = {name: value.encode() for name, value in secret_values(config, environ).items()}
     found: list[str] = []
     if not wanted:
@@ -123,14 +126,22 @@ def exposed_secrets(config: VouchConfig, environ: Mapping[str, str] = os.environ
     for entry in sorted(proc.iterdir(), key=lambda path: path.name):
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        try:
-            held = (entry / "environ").read_bytes()
-            program = (entry / "comm").read_text().strip() if held else ""
-        except OSError:  # another user's, or gone: not CMD's to read either
-            continue
-        names = sorted(name for name, value in wanted.items() if _holds(held, value))
-        if names:
-            found.append(f"the value of {' and '.join(names)} is also in the environment of process {entry.name} ({program})")
+        places = []
+        for place, (file, split) in {"environment": ("environ", True), "command line": ("cmdline", False)}.items():
+            try:
+                held = (entry / file).read_bytes()
+            except OSError:  # another user's environment, or gone: not CMD's to read either
+                continue
+            names = sorted(name for name, value in wanted.items() if holds(held, value, entries=split))
+            if names:
+                places.append((place, names))
+        if places:
+            try:
+                program = (entry / "comm").read_text().strip()
+            except OSError:
+                program = "?"
+            where = " and ".join(f"the value of {' and '.join(names)} is also in the {place}" for place, names in places)
+            found.append(f"{where} of process {entry.name} ({program})")
     return found
 
 
@@ -146,10 +157,13 @@ def same_user_memory_readable(yama: Path = Path("/proc/sys/kernel/yama/ptrace_sc
         return True
 
 
-def _holds(environ_block: bytes, value: bytes) -> bool:
+def holds(block: bytes, value: bytes, *, entries: bool = True) -> bool:
+    """Whether `block` (an environment's `NAME=value` entries or a command line's words,
+    NUL-separated, or one value) holds the secret `value`: anywhere, for a secret long
+    enough not to be found by chance; else as a whole value (or word)."""
     if len(value) >= MIN_SECRET_LENGTH:
-        return value in environ_block
-    return any(entry.partition(b"=")[2] == value for entry in environ_block.split(b"\0"))
+        return value in block
+    return any((part.partition(b"=")[2] if entries else part) == value or part == value for part in block.split(b"\0"))
 
 
 def exit_status(returncode: int) -> int:
@@ -245,20 +259,21 @@ async def _run(config: VouchConfig, listeners: list[socket.socket], argv: list[s
         print(f"cargo-vouch: {note}", file=sys.stderr)
     print(f"cargo-vouch: proxy on {address} for: {' '.join(argv)}", file=sys.stderr, flush=True)
     async with Command(argv, env, core_limit) as command:
-        # CMD starts first: until the proxy serves the sockets (bound already), its
-        # connections wait in their backlog, while Cargo reads its config meanwhile.
-        if not await command.start():
-            return 127
+        # The proxy is up, and has imported all it will ever import, before CMD starts:
+        # CMD runs as this user and could otherwise put a module of its own where Python
+        # would find it next (see proxy/sealed_imports.py).
         with starting_up():
             from cargo_vouch.proxy.inprocess import ProxyFailedToStart, start_proxy  # mitmproxy: loaded now
 
             try:
                 proxy = await start_proxy(config, listeners, credential=(PROXY_USER, password))
             except ProxyFailedToStart:
-                command.stop()
-                await command.wait()
-                raise VouchError("run: the proxy did not start (see the error above); CMD was stopped") from None
+                raise VouchError("run: the proxy did not start (see the error above); CMD was not run") from None
         try:
+            if command.received:  # stopped while the proxy was starting: CMD never runs
+                return exit_status(-command.received[0])
+            if not await command.start():
+                return 127
             return await command.wait()
         finally:
             await proxy.stop()

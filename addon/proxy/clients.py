@@ -24,10 +24,16 @@ from cargo_vouch.proxy.answers import plain_refusal
 logger = get_logger(__name__)
 
 
+#: For LocalClients: look the unmapped uid up in this process's user namespace.
+FROM_NAMESPACE = -1
+
+
 class LocalClients:
-    def __init__(self, uid: int | None = None, check_owner: bool | None = None) -> None:
+    def __init__(self, uid: int | None = None, check_owner: bool | None = None, unmapped_uid: int | None = FROM_NAMESPACE) -> None:
         self.uid = os.geteuid() if uid is None else uid
         self.check_owner = peers.lookup_supported() if check_owner is None else check_owner
+        #: The owner every unmapped user's socket shows in a user namespace (see peers).
+        self.unmapped_uid = peers.unmapped_uid() if unmapped_uid == FROM_NAMESPACE else unmapped_uid
         #: Ids of the connections admitted and still open.
         self._admitted: set[str] = set()
 
@@ -64,6 +70,9 @@ class LocalClients:
         owner = peers.socket_owner(client.peername[:2], client.sockname[:2])
         if owner is None:
             return "cannot find which user owns the connecting socket"
+        if owner == self.unmapped_uid:
+            return (f"the connecting socket shows uid {owner}, which this user namespace gives every user it "
+                    f"does not map, so who connected cannot be told; run the proxy as a uid other than {owner}")
         if owner != self.uid:
             return f"the connecting socket belongs to uid {owner}; this proxy serves only uid {self.uid}"
         return None

@@ -1,9 +1,8 @@
 """The proxy's listening sockets, bound before mitmproxy is even imported.
 
-Binding first gives `run` the port for CMD's environment at once, so CMD (Cargo reading its
-config, resolving the lock file) starts while the proxy is still being set up; a
-connection it makes meanwhile waits in the kernel's backlog until the proxy serves it,
-instead of being refused. No mitmproxy here: this runs before it is loaded.
+Binding first settles the address (a taken port is one line) before the second or so of
+loading mitmproxy, and a connection made while the proxy finishes starting waits in the
+kernel's backlog instead of being refused. No mitmproxy here: this runs before it is loaded.
 """
 
 from __future__ import annotations

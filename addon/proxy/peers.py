@@ -27,6 +27,26 @@ def lookup_supported() -> bool:
     return TABLES[0].is_file()
 
 
+#: /proc/self/uid_map of the initial user namespace, where every uid is itself.
+IDENTITY_UID_MAP = ["0", "0", "4294967295"]
+
+
+def unmapped_uid(uid_map: Path = Path("/proc/self/uid_map"), overflow: Path = Path("/proc/sys/kernel/overflowuid")) -> int | None:
+    """The uid under which this user namespace shows every user it does not map (the
+    kernel's overflow uid, 65534 unless set otherwise): a socket of any such user is listed
+    as owned by it, so that owner says nothing. None in the initial namespace, which maps
+    every uid."""
+    try:
+        if uid_map.read_text().split() == IDENTITY_UID_MAP:
+            return None
+    except OSError:
+        return None  # no user namespaces here
+    try:
+        return int(overflow.read_text().strip())
+    except (OSError, ValueError):
+        return 65534
+
+
 def socket_owner(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
     """The uid owning the client's end of the connection from `peer` to `ours`, or None
     when no single established socket matches (then nobody can be vouched for)."""

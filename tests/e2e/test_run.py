@@ -225,8 +225,8 @@ def test_a_command_that_ignores_sigterm_is_killed_after_the_grace_period(world: 
 
 
 def test_cmd_s_first_request_made_at_once_is_served(world: World) -> None:
-    """CMD starts while the proxy is still loading: a request it makes straight away waits
-    in the listening socket's backlog and is answered, with the registry's token."""
+    """The proxy serves from the moment CMD starts: a request CMD makes straight away is
+    answered, with the registry's token."""
     world.login()
     registry_config(world, world.registry.sparse_index_url)
     url = world.registry.sparse_index_url.removeprefix("sparse+") + "config.json"

@@ -245,3 +245,16 @@ def test_an_international_host_name_stops_the_proxy_with_one_line(tmp_path, monk
     assert main(["--config", str(config), "ca", "init"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "xn--bcher-kva.example" in err and "Traceback" not in err
+
+
+def test_a_prefix_over_another_registry_s_index_is_refused(tmp_path):
+    """The first matching registry would win: team's index requests would carry corp's token."""
+    path = write(tmp_path, '[registries.corp]\nindex = "sparse+https://cargo.corp.example/index/"\n'
+                           'prefixes = ["https://team.corp.example/"]\n'
+                           '[registries.team]\nindex = "sparse+https://team.corp.example/index/"\n')
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert str(refused.value) == (
+        f"{path}: registries.corp.prefixes: https://team.corp.example/ overlaps the index of registry 'team' "
+        "(https://team.corp.example/index/): its requests would carry this registry's token; remove it"
+    )

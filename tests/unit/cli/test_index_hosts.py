@@ -32,3 +32,12 @@ def test_config_json_hosts_that_cannot_be_added_are_said_not_written() -> None:
 def test_a_host_on_the_configured_origin_needs_nothing() -> None:
     regs = registries(corp="sparse+https://cargo.corp.example/index/")
     assert uncovered(regs["corp"], {"dl": "https://cargo.corp.example/dl/{crate}"}) == ([], [])
+
+
+def test_a_host_spelled_in_full_width_is_checked_as_it_would_be_written() -> None:
+    """`ｔｅａｍ.corp.example` and `team。corp.example` are written `team.corp.example`:
+    over team's index, so not added (else corp's token would go to team's index)."""
+    regs = registries(corp="sparse+https://cargo.corp.example/index/", team="sparse+https://team.corp.example/index/")
+    for dl in ("https://ｔｅａｍ.corp.example/index/", "https://team\u3002corp.example/index/"):
+        found, problems = uncovered(regs["corp"], {"dl": dl}, regs.values())
+        assert found == [] and problems == [f"config.json dl = {dl!r} overlaps another registry's index; not added"]

@@ -57,10 +57,20 @@ def test_cmd_gets_no_copy_of_a_secret_under_another_name() -> None:
     assert env["OTHER"] == "kept" and env["CARGO_REGISTRIES_CORP_TOKEN"] == "cargo-vouch"
 
 
-def fake_proc(root: Path, processes: dict[int, bytes]) -> Path:
+def test_cmd_gets_no_variable_that_holds_a_secret_inside_its_value() -> None:
+    ci = parse_config(CI, Path("/cfg/config.toml"))
+    base = {"VOUCH_CLIENT_SECRET": SECRET, "CI_JOB_SECRETS": f'{{"vouch":"{SECRET}"}}', "VOUCH_BASIC": f"ci:{SECRET}",
+            "OTHER": "kept"}
+    env, _ = child_environment(base, ci, SETTINGS)
+    assert not [name for name, value in env.items() if SECRET in value]
+    assert env["OTHER"] == "kept"
+
+
+def fake_proc(root: Path, processes: dict[int, bytes], cmdlines: dict[int, bytes] | None = None) -> Path:
     for pid, environ in processes.items():
         (root / str(pid)).mkdir(parents=True)
         (root / str(pid) / "environ").write_bytes(environ)
+        (root / str(pid) / "cmdline").write_bytes((cmdlines or {}).get(pid, b"prog\0"))
         (root / str(pid) / "comm").write_text(f"prog{pid}\n")
     (root / "self").mkdir()  # not a process id: skipped
     return root
@@ -78,6 +88,18 @@ def test_a_secret_s_value_anywhere_in_another_environment_is_found(tmp_path: Pat
     assert found == [
         "the value of VOUCH_CLIENT_SECRET is also in the environment of process 10 (prog10)",
         "the value of VOUCH_CLIENT_SECRET is also in the environment of process 12 (prog12)",
+    ]
+
+
+def test_a_secret_on_another_process_s_command_line_is_found(tmp_path: Path) -> None:
+    """`sh -c "VOUCH_CLIENT_SECRET=… cargo vouch run -- …; next"`: the step's shell holds it
+    in its command line, which every user can read, even where its environment is not."""
+    ci = parse_config(CI, Path("/cfg/config.toml"))
+    proc = fake_proc(tmp_path, {30: b"", 31: b"HOME=/\0"}, cmdlines={
+        30: b"/bin/sh\0-c\0VOUCH_CLIENT_SECRET=" + SECRET.encode() + b" cargo-vouch run -- make; echo done\0",
+    })
+    assert exposed_secrets(ci, {"VOUCH_CLIENT_SECRET": SECRET}, proc) == [
+        "the value of VOUCH_CLIENT_SECRET is also in the command line of process 30 (prog30)"
     ]
 
 

@@ -51,6 +51,28 @@ def test_a_connection_of_another_uid_is_refused(connected: connection.Client) ->
     )
 
 
+def test_an_owner_a_user_namespace_gives_every_unmapped_user_is_refused(connected: connection.Client) -> None:
+    """Rootless containers on the host's network, the image's USER `nobody`: the proxy's
+    uid is the one the namespace shows for every host user it does not map, so another
+    user's socket looks like ours."""
+    clients = LocalClients(unmapped_uid=os.geteuid())
+    clients.client_connected(connected)
+    assert connected.error == (
+        f"cargo-vouch: the connecting socket shows uid {os.geteuid()}, which this user namespace gives every user "
+        f"it does not map, so who connected cannot be told; run the proxy as a uid other than {os.geteuid()}"
+    )
+
+
+def test_the_unmapped_uid_is_known_only_inside_a_user_namespace(tmp_path) -> None:
+    uid_map, overflow = tmp_path / "uid_map", tmp_path / "overflowuid"
+    overflow.write_text("65534\n")
+    uid_map.write_text("         0          0 4294967295\n")
+    assert peers.unmapped_uid(uid_map, overflow) is None
+    uid_map.write_text("     65534       1000          1\n")
+    assert peers.unmapped_uid(uid_map, overflow) == 65534
+    assert peers.unmapped_uid(tmp_path / "none", overflow) is None
+
+
 def test_a_socket_nobody_owns_is_refused() -> None:
     ghost = connection.Client(peername=("127.0.0.1", 1), sockname=("127.0.0.1", 2))
     LocalClients().client_connected(ghost)
