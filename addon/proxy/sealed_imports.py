@@ -7,7 +7,8 @@ build's code inside the proxy, which holds the CI secret and the tokens (review 
 exactly that with a `jwt.py` beside the console script, and with a `fido2.py` loaded at
 the first write, which waved the write past the touch). So everything the proxy can need
 is imported while it starts, before CMD runs or a connection is served; after that an
-import is refused with one line, never performed.
+import is refused with one line, never performed. For the same reason mitmdump stops
+re-reading its `-s` scripts when their files change.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import importlib.machinery
 import sys
 import types
 from collections.abc import Sequence
+
+from mitmproxy import ctx
 
 from cargo_vouch.logs import get_logger
 
@@ -82,3 +85,18 @@ class SealImports:
 
     def running(self) -> None:
         seal()
+        stop_script_reloads()
+
+
+def stop_script_reloads() -> None:
+    """mitmdump re-reads a `-s` script whenever its file changes, and runs it: a build
+    that rewrote vouch_addon.py (a file of the user's own) would have its code run in the
+    proxy, past the seal, which only finders obey. Reloading is for writing a script, not
+    for a proxy that holds tokens: after start-up, a changed script is not read again."""
+    scripts = ctx.master.addons.get("scriptloader")
+    for script in getattr(scripts, "addons", []):
+        task = getattr(script, "reloadtask", None)
+        if task is not None:
+            task.cancel()
+            script.reloadtask = None
+            logger.info(f"{script.path}: not reloaded when it changes (restart mitmdump to load a change)")

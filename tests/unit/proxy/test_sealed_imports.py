@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -47,3 +49,26 @@ def test_what_the_proxy_imports_on_demand_is_loaded_before_the_seal(planted: str
     finally:
         sealed_imports.unseal()
     __import__(planted)  # and once unsealed (tests only), imports work again
+
+
+async def test_mitmdump_s_scripts_are_not_reloaded_once_the_proxy_runs(tmp_path: Path, caplog) -> None:
+    """A build that rewrites vouch_addon.py would otherwise have mitmdump run its code."""
+    from mitmproxy.addons import script
+
+    caplog.set_level(logging.INFO, logger="cargo_vouch")
+    path = tmp_path / "vouch_addon.py"
+    path.write_text("")
+    loader = script.ScriptLoader()
+    addon = SealImports()
+    with taddons.context(loader, addon):
+        watched = script.Script(str(path), reload=True)
+        loader.addons.append(watched)
+        task = watched.reloadtask
+        try:
+            addon.running()
+        finally:
+            sealed_imports.unseal()
+        with pytest.raises(asyncio.CancelledError):  # the watcher is gone (a live one would time out)
+            await asyncio.wait_for(task, 10)
+        assert watched.reloadtask is None
+    assert f"cargo-vouch: {path}: not reloaded when it changes (restart mitmdump to load a change)" in caplog.messages
