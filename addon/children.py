@@ -31,13 +31,31 @@ DRAIN_GRACE_SECONDS = 1.0
 _CARGO_TOKEN = re.compile(r"CARGO_REGISTR(?:Y|IES_[A-Za-z0-9_]+)_TOKEN")
 
 
+#: Secrets shorter than this are looked for only as a whole value: as a substring they
+#: would be found by chance.
+MIN_SECRET_LENGTH = 16
+
+
+def holds(block: bytes, secret: bytes, *, entries: bool = True) -> bool:
+    """Whether `block` (one value, or NUL-separated `NAME=value` entries, or with
+    `entries=False` a command line's words) holds `secret`: anywhere, for a secret long
+    enough not to be found by chance; else as a whole value (or word)."""
+    if len(secret) >= MIN_SECRET_LENGTH:
+        return secret in block
+    return any((part.partition(b"=")[2] if entries else part) == secret or part == secret for part in block.split(b"\0"))
+
+
 def environment_without_secrets(hidden: Iterable[str] = (), base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """`base` (default: ours) without Cargo's token variables and the variables in `hidden`."""
-    drop = set(hidden)
+    """`base` (default: ours) without Cargo's token variables and the variables in `hidden`,
+    nor any other variable whose value holds one of theirs (a JSON blob of the job's
+    secrets, `client:secret`)."""
+    environ = os.environ if base is None else base
+    drop = {key for key in environ if key in set(hidden) or _CARGO_TOKEN.fullmatch(key)}
+    secrets = [os.fsencode(environ[key]) for key in drop if environ[key]]
     return {
         key: value
-        for key, value in (os.environ if base is None else base).items()
-        if key not in drop and not _CARGO_TOKEN.fullmatch(key)
+        for key, value in environ.items()
+        if key not in drop and not any(holds(os.fsencode(value), secret) for secret in secrets)
     }
 
 

@@ -327,14 +327,15 @@ def parse_config(data: dict[str, object], path: Path) -> VouchConfig:
             raise fail(f"registries.{name}", "must be a table")
         registries[name] = _parse_registry(name, table, fail, path.parent)
     for registry in registries.values():
-        for prefix in registry.prefixes:
-            for other in registries.values():
-                if other is not registry and urls_overlap(prefix, other.index_http_url):
-                    raise fail(
-                        f"registries.{registry.name}.prefixes",
-                        f"{prefix} overlaps the index of registry '{other.name}' ({other.index_http_url}): its "
-                        "requests would carry this registry's token; remove it",
-                    )
+        for key, urls in (("index", (registry.index_http_url,)), ("prefixes", registry.prefixes)):
+            for url in urls:
+                for other in registries.values():
+                    if other is not registry and urls_overlap(url, other.index_http_url):
+                        raise fail(
+                            f"registries.{registry.name}.{key}",
+                            f"{url} overlaps the index of registry '{other.name}' ({other.index_http_url}): one "
+                            "registry's requests would carry the other's token; give each registry its own URL",
+                        )
     return VouchConfig(path=path, proxy=ProxyConfig(listen, upstream_ca), registries=registries)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from cargo_vouch import paths
 from cargo_vouch.ca.authority import ensure_ca
 from cargo_vouch.cargo_config import env_name
+from cargo_vouch.children import holds
 from cargo_vouch.cli.environment import no_proxy_covers
 from cargo_vouch.config import ListenAddress, VouchConfig, load_config, parse_listen, registry_hosts
 from cargo_vouch.errors import UsageError, VouchError
@@ -82,8 +83,8 @@ def child_environment(
     # never a real token, and never the CI client secret the proxy itself reads: not under
     # its own name, nor a copy of it under another, nor inside another value (a JSON blob
     # of the job's secrets, `client:secret`).
-    secrets = [value.encode() for value in secret_values(config, base).values()]
-    for name in [name for name, value in env.items() if any(holds(value.encode(), secret) for secret in secrets)]:
+    secrets = [os.fsencode(value) for value in secret_values(config, base).values()]
+    for name in [name for name, value in env.items() if any(holds(os.fsencode(value), secret) for secret in secrets)]:
         del env[name]
     for name in config.registries:
         env[env_name(f"registries.{name}.token")] = PLACEHOLDER_TOKEN
@@ -100,11 +101,6 @@ def child_environment(
     return env, notes
 
 
-#: Secrets shorter than this are looked for only as a whole variable's value elsewhere:
-#: as a substring they would be found by chance.
-MIN_SECRET_LENGTH = 16
-
-
 def secret_values(config: VouchConfig, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """The secrets this process was given, by variable: the CI client secret and any real
     registry token (the placeholder is none)."""
@@ -119,7 +115,7 @@ def exposed_secrets(config: VouchConfig, environ: Mapping[str, str] = os.environ
     behind. CMD runs as this user, so it can read every environment this process can
     (/proc/PID/environ), and every user can read command lines, whatever `run` hides.
     One line per such process."""
-    wanted = {name: value.encode() for name, value in secret_values(config, environ).items()}
+    wanted = {name: os.fsencode(value) for name, value in secret_values(config, environ).items()}
     found: list[str] = []
     if not wanted:
         return found
@@ -155,15 +151,6 @@ def same_user_memory_readable(yama: Path = Path("/proc/sys/kernel/yama/ptrace_sc
         return yama.read_text().strip() == "0"
     except OSError:
         return True
-
-
-def holds(block: bytes, value: bytes, *, entries: bool = True) -> bool:
-    """Whether `block` (an environment's `NAME=value` entries or a command line's words,
-    NUL-separated, or one value) holds the secret `value`: anywhere, for a secret long
-    enough not to be found by chance; else as a whole value (or word)."""
-    if len(value) >= MIN_SECRET_LENGTH:
-        return value in block
-    return any((part.partition(b"=")[2] if entries else part) == value or part == value for part in block.split(b"\0"))
 
 
 def exit_status(returncode: int) -> int:

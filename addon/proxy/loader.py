@@ -103,6 +103,12 @@ class ConfigLoader:
                 ctx.options.update(server=False)
 
     def _configure(self, updated: set[str]) -> None:
+        if "onboarding" in ctx.options and ctx.options.onboarding:
+            # mitmdump's page at http://mitm.it/ renders template files of the user's own
+            # venv at request time: a build that rewrote one would run code in the proxy.
+            if self._running:
+                raise ConfigError("onboarding is refused: its page renders templates a build can rewrite")
+            ctx.options.update(onboarding=False)
         if "ssl_insecure" in updated and ctx.options.ssl_insecure:
             raise ConfigError(
                 "ssl_insecure is refused: tokens only go to verified registries; "

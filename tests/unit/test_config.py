@@ -256,5 +256,13 @@ def test_a_prefix_over_another_registry_s_index_is_refused(tmp_path):
         load_config(path)
     assert str(refused.value) == (
         f"{path}: registries.corp.prefixes: https://team.corp.example/ overlaps the index of registry 'team' "
-        "(https://team.corp.example/index/): its requests would carry this registry's token; remove it"
+        "(https://team.corp.example/index/): one registry's requests would carry the other's token; give each registry its own URL"
     )
+
+
+def test_an_index_under_another_registry_s_index_is_refused(tmp_path):
+    """The first matching registry would win: b's requests would carry a's token."""
+    path = write(tmp_path, '[registries.a]\nindex = "sparse+https://reg.example/teams/"\n'
+                           '[registries.b]\nindex = "sparse+https://reg.example/teams/b/"\n')
+    with pytest.raises(ConfigError, match=r"registries\.a\.index: https://reg\.example/teams/ overlaps the index of registry 'b'"):
+        load_config(path)

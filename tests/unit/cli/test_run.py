@@ -149,3 +149,9 @@ def test_git_ssl_cainfo_becomes_a_generic_setting_the_index_url_overrides() -> N
     assert notes and notes[0].startswith("GIT_SSL_CAINFO")
     sparse_only, _ = child_environment({"GIT_SSL_CAINFO": "/x.pem"}, config(c="sparse+https://a.example/i/"), SETTINGS)
     assert sparse_only["GIT_SSL_CAINFO"] == "/x.pem"  # no git index: nothing to change
+
+
+def test_a_variable_that_is_not_utf_8_reaches_cmd_unchanged() -> None:
+    ci = parse_config(CI, Path("/cfg/config.toml"))
+    env, _ = child_environment({"VOUCH_CLIENT_SECRET": SECRET, "LEGACY": "caf\udce9"}, ci, SETTINGS)
+    assert env["LEGACY"] == "caf\udce9" and SECRET not in env.values()
