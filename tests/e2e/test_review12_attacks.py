@@ -261,6 +261,7 @@ def test_a_host_port_in_superscript_digits_is_refused_not_forwarded_unchecked(wo
     world.login()
     _sparse(world)  # allow-publish = false
     proxy = world.start_proxy()
+    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
     world.registry.clear_requests()
     status, _, body = _exchange(world, raw)
     seen = [(r.method, r.path, r.headers) for r in world.registry.requests if r.path != "/sparse/config.json"]
@@ -284,6 +285,7 @@ def test_the_token_goes_only_with_a_wire_path_under_a_prefix(world: World, targe
     _sparse(world)
     proxy = world.start_proxy()
     proxy.wait_for("corp: dl=")
+    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
     world.registry.clear_requests()
     _exchange(world, b"GET " + target + b" HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % world.registry.port)
     prefixes = ("/sparse/", "/dl/", "/web/")
@@ -515,6 +517,7 @@ def test_held_new_hygiene_rules(world: World, raw: bytes) -> None:
     _sparse(world)
     world.start_proxy()
     port = world.registry.port
+    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
     world.registry.clear_requests()
     raw = raw.replace(b"0x%x", b"0x%x" % port).replace(b"%d", b"%d" % port).replace(b"%%", b"%")
     try:

@@ -53,6 +53,7 @@ def test_a_host_in_brackets_is_another_authority_and_gets_no_token(world: World,
     _sparse(world)
     world.start_proxy()
     port = world.registry.port
+    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
     world.registry.clear_requests()
     value = host.replace(b"%d", b"%d" % port)
     status, _, body = _exchange(world, b"GET /sparse/he/ll/hello HTTP/1.1\r\nHost: " + value + b"\r\n\r\n")
@@ -166,6 +167,7 @@ def test_a_learned_dl_inside_another_registry_s_index_does_not_take_its_requests
     )
     proxy = world.start_proxy()
     proxy.wait_for("corp: dl=")
+    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
     reg.clear_requests()
     _exchange(world, b"GET /git/index.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % port)
     seen = [(r.path, r.authorization) for r in reg.requests if r.path.startswith("/git/")]
@@ -186,6 +188,7 @@ def test_a_learned_dl_of_an_empty_segment_with_params_is_not_a_root_prefix(world
     _sparse(world)
     proxy = world.start_proxy()
     proxy.wait_for("corp: dl=")
+    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
     reg.clear_requests()
     _exchange(world, b"GET /;/admin/anything HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % port)
     assert not any(r.authenticated for r in reg.requests), [(r.path, r.authenticated) for r in reg.requests]
@@ -254,6 +257,7 @@ def test_an_h2_method_holding_crlf_never_reaches_the_registry(world: World) -> N
     auth = b"localhost:%d" % reg.port
     _sparse(world)
     world.start_proxy("--set", "connection_strategy=lazy")
+    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
     reg.clear_requests()
     method = (b"GET /sparse/he/ll/hello HTTP/1.1\r\nHost: " + auth + b"\r\n\r\n"
               b"DELETE /web/api/v1/crates/hello/0.1.0/yank HTTP/1.1\r\nHost: " + auth + b"\r\nX-S: x")
@@ -381,6 +385,7 @@ def test_held_request_spellings(world: World, raw: bytes) -> None:
     _sparse(world)  # allow-publish = false
     world.start_proxy()
     port = world.registry.port
+    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
     world.registry.clear_requests()
     raw = raw.replace(b"%d", b"%d" % port).replace(b"%%", b"%")
     try:
