@@ -15,6 +15,8 @@ this user, the build's among them.
 from __future__ import annotations
 
 import asyncio
+import base64
+import functools
 import os
 import re
 import signal
@@ -22,6 +24,7 @@ import sys
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
+from urllib.parse import quote, quote_plus
 
 #: Longer stderr lines are cut: they are for people to read.
 MAX_LINE = 4096
@@ -38,11 +41,25 @@ MIN_SECRET_LENGTH = 16
 
 def holds(block: bytes, secret: bytes, *, entries: bool = True) -> bool:
     """Whether `block` (one value, or NUL-separated `NAME=value` entries, or with
-    `entries=False` a command line's words) holds `secret`: anywhere, for a secret long
-    enough not to be found by chance; else as a whole value (or word)."""
+    `entries=False` a command line's words) holds `secret`: anywhere and in the forms a
+    job writes it into other settings (see encoded_forms), for a secret long enough not to
+    be found by chance; else as a whole value (or word)."""
     if len(secret) >= MIN_SECRET_LENGTH:
-        return secret in block
+        return any(form in block for form in encoded_forms(secret))
     return any((part.partition(b"=")[2] if entries else part) == secret or part == secret for part in block.split(b"\0"))
+
+
+@functools.lru_cache(maxsize=64)
+def encoded_forms(secret: bytes) -> tuple[bytes, ...]:
+    """The secret as written, percent-encoded (a URL's user:password), and base64 and
+    base64url-encoded at each of the three offsets it can start at inside a longer value
+    (`Basic base64(id:secret)`): for base64, the characters that depend on the secret alone."""
+    forms = {secret, quote(secret, safe="").encode(), quote(secret).encode(), quote_plus(secret).encode()}
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + secret)
+        core = encoded[4 if offset else 0 : 4 * ((offset + len(secret)) // 3)]
+        forms.update({core, core.replace(b"+", b"-").replace(b"/", b"_")})
+    return tuple(sorted(form for form in forms if form))
 
 
 def environment_without_secrets(hidden: Iterable[str] = (), base: Mapping[str, str] | None = None) -> dict[str, str]:

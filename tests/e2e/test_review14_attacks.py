@@ -141,6 +141,28 @@ def test_run_survives_an_environment_variable_that_is_not_utf_8(tmp_path: Path) 
     assert "CMD-RAN" in result.stdout, result.stderr[-1500:]
 
 
+def test_run_passes_cmd_the_secret_in_a_basic_auth_or_url_encoded_copy(tmp_path: Path) -> None:
+    """Only the literal bytes are looked for: the same secret in a CI job's other variables as
+    Basic auth (base64 of id:secret) or percent-encoded in a URL reaches CMD."""
+    import base64
+    from urllib.parse import quote
+
+    from tests.e2e.test_review13_attacks import _ci_env, _user_install
+
+    bin_dir = _user_install(tmp_path)
+    secret = "ci/client+secret=" + os.urandom(8).hex()
+    env = _ci_env(tmp_path, bin_dir, secret, "real-team-token-" + os.urandom(8).hex())
+    env["ISSUER_BASIC_AUTH"] = "Basic " + base64.b64encode(f"ci:{secret}".encode()).decode()
+    env["ISSUER_URL_WITH_CREDS"] = f"https://ci:{quote(secret, safe='')}@issuer.example/"
+    script = ("import base64,os,sys; from urllib.parse import unquote; "
+              "print('B64', base64.b64decode(os.environ.get('ISSUER_BASIC_AUTH','Basic ')[6:]).decode()); "
+              "print('URL', unquote(os.environ.get('ISSUER_URL_WITH_CREDS','')))")
+    result = subprocess.run([str(bin_dir / "cargo-vouch"), "run", "--", "/usr/bin/python3", "-c", script],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    print(result.stdout, result.stderr[-800:])
+    assert secret not in result.stdout
+
+
 def test_a_provider_command_cmd_rewrites_runs_in_the_proxy_s_environment_with_a_copy_of_the_secret(world, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """run now drops from CMD's environment every variable that holds the CI secret (a JSON
     blob of the job's secrets), but the proxy's provider children get
