@@ -67,7 +67,8 @@ def environment_without_secrets(hidden: Iterable[str] = (), base: Mapping[str, s
     nor any other variable whose value holds one of theirs (a JSON blob of the job's
     secrets, `client:secret`)."""
     environ = os.environ if base is None else base
-    drop = {key for key in environ if key in set(hidden) or _CARGO_TOKEN.fullmatch(key)}
+    hidden = set(hidden)
+    drop = {key for key in environ if key in hidden or _CARGO_TOKEN.fullmatch(key)}
     secrets = [os.fsencode(environ[key]) for key in drop if environ[key]]
     return {
         key: value

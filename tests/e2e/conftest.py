@@ -235,6 +235,15 @@ class World:
             raise AssertionError(f"mitmdump did not start:\n{proxy.log()}")
         return proxy
 
+    def start_learned_proxy(self, *extra: str, registry: str = "corp") -> Proxy:
+        """start_proxy, once it has read `registry`'s config.json (its own first request to
+        the registry), with the registry's request log cleared: what the log holds next is
+        the test's."""
+        proxy = self.start_proxy(*extra)
+        proxy.wait_for(f"{registry}: dl=")
+        self.registry.clear_requests()
+        return proxy
+
     # --- Cargo ------------------------------------------------------------------------
     def project(self, name: str, deps: list[CrateSpec], registry_index: str, net_cli: bool = False) -> Path:
         """A binary crate depending on `deps` from registry `corp`, with Cargo config."""

@@ -89,8 +89,7 @@ def test_a_request_in_the_registry_s_tunnel_cannot_name_another_vhost(world: Wor
     world.login()
     registry = world.registry
     world.write_config(f'[registries.corp]\nindex = "{registry.sparse_index_url}"\n')
-    world.start_proxy().wait_for("(from config.json)")  # the proxy's own first request, before the attempt
-    registry.clear_requests()
+    world.start_learned_proxy()
     raw = (request_line.replace(b"%d", b"%d" % registry.port) + b"\r\nHost: " + host.replace(b"%d", b"%d" % registry.port)
            + b"\r\n\r\n")
     with raw_client.through_proxy(world.proxy_port, "localhost", registry.port, world.cainfo) as conn:
@@ -105,9 +104,7 @@ def test_another_local_user_cannot_borrow_the_identity(world: World) -> None:
     world.login()
     registry = world.registry
     world.write_config(f'[registries.corp]\nindex = "{registry.sparse_index_url}"\n')
-    proxy = world.start_proxy()
-    proxy.wait_for("(from config.json)")  # the proxy's own first request, before the attempt
-    registry.clear_requests()
+    proxy = world.start_learned_proxy()
     client = shutil.copy(REPO / "tests" / "fixtures" / "raw_client.py", user.home(Path("/var/tmp")) / "raw_client.py")
 
     attempt = user.run(["/usr/bin/python3", str(client), str(world.proxy_port), "localhost", str(registry.port),

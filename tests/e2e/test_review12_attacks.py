@@ -260,9 +260,7 @@ def test_a_host_port_in_superscript_digits_is_refused_not_forwarded_unchecked(wo
     dropped, `%2e%2e` not refused. (No token: injection comes after the check.)"""
     world.login()
     _sparse(world)  # allow-publish = false
-    proxy = world.start_proxy()
-    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
-    world.registry.clear_requests()
+    proxy = world.start_learned_proxy()
     status, _, body = _exchange(world, raw)
     seen = [(r.method, r.path, r.headers) for r in world.registry.requests if r.path != "/sparse/config.json"]
     proxy.stop()
@@ -283,10 +281,7 @@ def test_the_token_goes_only_with_a_wire_path_under_a_prefix(world: World, targe
     it — token included — to whatever serves the rest of the origin."""
     world.login()
     _sparse(world)
-    proxy = world.start_proxy()
-    proxy.wait_for("corp: dl=")
-    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
-    world.registry.clear_requests()
+    world.start_learned_proxy()
     _exchange(world, b"GET " + target + b" HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % world.registry.port)
     prefixes = ("/sparse/", "/dl/", "/web/")
     outside = [(r.path, r.authenticated) for r in world.registry.requests
@@ -515,10 +510,8 @@ def test_held_set_cookie_never_reaches_the_build_through_a_redirect_and_its_foll
 def test_held_new_hygiene_rules(world: World, raw: bytes) -> None:
     world.login()
     _sparse(world)
-    world.start_proxy()
+    world.start_learned_proxy()
     port = world.registry.port
-    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
-    world.registry.clear_requests()
     raw = raw.replace(b"0x%x", b"0x%x" % port).replace(b"%d", b"%d" % port).replace(b"%%", b"%")
     try:
         status, _, _ = _exchange(world, raw)

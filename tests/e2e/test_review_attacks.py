@@ -51,10 +51,8 @@ def test_a_host_in_brackets_is_another_authority_and_gets_no_token(world: World,
     tunnel's own origin and the request leaves with the token."""
     world.login()
     _sparse(world)
-    world.start_proxy()
+    world.start_learned_proxy()
     port = world.registry.port
-    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
-    world.registry.clear_requests()
     value = host.replace(b"%d", b"%d" % port)
     status, _, body = _exchange(world, b"GET /sparse/he/ll/hello HTTP/1.1\r\nHost: " + value + b"\r\n\r\n")
     seen = [(r.headers.get("Host"), r.authenticated) for r in world.registry.requests]
@@ -165,10 +163,7 @@ def test_a_learned_dl_inside_another_registry_s_index_does_not_take_its_requests
         f'[registries.corp]\nindex = "{reg.sparse_index_url}"\n'
         f'[registries.team]\nindex = "{reg.git_index_url}"\ncredential-provider = "cargo:token"\n'
     )
-    proxy = world.start_proxy()
-    proxy.wait_for("corp: dl=")
-    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
-    reg.clear_requests()
+    world.start_learned_proxy()
     _exchange(world, b"GET /git/index.git/info/refs?service=git-upload-pack HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % port)
     seen = [(r.path, r.authorization) for r in reg.requests if r.path.startswith("/git/")]
     assert seen and all(auth == "team-own-token" for _, auth in seen), seen  # today: corp's JWT
@@ -186,10 +181,7 @@ def test_a_learned_dl_of_an_empty_segment_with_params_is_not_a_root_prefix(world
     port = reg.port
     reg.set_sparse_config_body(json.dumps({"dl": f"https://localhost:{port}/;/", "api": f"https://localhost:{port}/web"}).encode())
     _sparse(world)
-    proxy = world.start_proxy()
-    proxy.wait_for("corp: dl=")
-    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
-    reg.clear_requests()
+    world.start_learned_proxy()
     _exchange(world, b"GET /;/admin/anything HTTP/1.1\r\nHost: localhost:%d\r\n\r\n" % port)
     assert not any(r.authenticated for r in reg.requests), [(r.path, r.authenticated) for r in reg.requests]
 
@@ -256,9 +248,7 @@ def test_an_h2_method_holding_crlf_never_reaches_the_registry(world: World) -> N
     reg = world.registry
     auth = b"localhost:%d" % reg.port
     _sparse(world)
-    world.start_proxy("--set", "connection_strategy=lazy")
-    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
-    reg.clear_requests()
+    world.start_learned_proxy("--set", "connection_strategy=lazy")
     method = (b"GET /sparse/he/ll/hello HTTP/1.1\r\nHost: " + auth + b"\r\n\r\n"
               b"DELETE /web/api/v1/crates/hello/0.1.0/yank HTTP/1.1\r\nHost: " + auth + b"\r\nX-S: x")
     alpn, answers = _h2(world, [[(b":method", method), (b":scheme", b"https"), (b":authority", auth), (b":path", b"/elsewhere")]])
@@ -383,10 +373,8 @@ def test_held_another_user_via_an_ipv4_mapped_ipv6_socket(world: World) -> None:
 def test_held_request_spellings(world: World, raw: bytes) -> None:
     world.login()
     _sparse(world)  # allow-publish = false
-    world.start_proxy()
+    world.start_learned_proxy()
     port = world.registry.port
-    world.proxies[-1].wait_for("(from config.json)")  # the proxy's own first request
-    world.registry.clear_requests()
     raw = raw.replace(b"%d", b"%d" % port).replace(b"%%", b"%")
     try:
         _exchange(world, raw)
