@@ -1,4 +1,4 @@
-"""`make bench`: a cold `cargo fetch` of 200 private crates, four ways, side by side, on
+"""`make bench`: a cold `cargo fetch` of 200 private crates, five ways, side by side, on
 loopback (RTT 0) and, with `--rtt-ms N`, over a network N ms away, in one run.
 
   A  current Cargo straight to the registry, with its own token (auth-required honoured);
@@ -8,8 +8,11 @@ loopback (RTT 0) and, with `--rtt-ms N`, over a network N ms away, in one run.
   C  the naive anchor: `mitmdump -s` with a five-line static-token addon (naive_addon.py);
   D  `cargo vouch proxy`, started once before the rounds with B's config, as a developer
      keeps it running; Cargo reaches it through CARGO_HTTP_PROXY and CARGO_HTTP_CAINFO.
+  E  mitmproxy's floor (floor_proxy.py): D's lean master with a static token and nothing
+     of cargo-vouch's, started once like D. D - E is what cargo-vouch costs; E - A is
+     what mitmproxy costs before any addon of ours runs, which no change to them removes.
 
-A, C and D are timed as Cargo's own time, from just before it starts to its exit
+A, C, D and E are timed as Cargo's own time, from just before it starts to its exit
 (timed.py): their proxies are up before Cargo starts, whereas `run` is part of B's job.
 
 The registry is Debian's nginx (nginx_registry.py). On loopback a request costs Cargo a
@@ -20,9 +23,9 @@ the proxies in B, C and D, each paying the round trips it makes. RTT 0 goes stra
 nginx.
 
 For each RTT, one uncounted fetch writes Cargo.lock (so that no round is the only one to
-resolve), then rounds alternate A, B, C and D in a rotating order, each with a fresh
+resolve), then rounds alternate A to E in a rotating order, each with a fresh
 CARGO_HOME. Ratios are taken per round, then their median, so that a slow moment of the
-machine hits all four alike. Also printed: the wall time of `cargo vouch run -- true`
+machine hits all five alike. Also printed: the wall time of `cargo vouch run -- true`
 (run_startup.py), provider calls, the proxy's peak RSS during B and its growth while
 streaming 200 MB, and the hook's cost per request (hot_path.py).
 
@@ -54,6 +57,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from examples.demo.tls import make_test_pki  # noqa: E402
+from tests.benchmarks.floor_proxy import READY as FLOOR_READY  # noqa: E402
 from tests.benchmarks.hot_path import measure as measure_hook  # noqa: E402
 from tests.benchmarks.latency_relay import READY as RELAY_READY  # noqa: E402
 from tests.benchmarks.latency_relay import Endpoint  # noqa: E402
@@ -63,7 +67,7 @@ from tests.benchmarks.toolchain import VENV_BIN, cargo_vouch, current_toolchain,
 
 HERE = Path(__file__).resolve().parent
 TIMED = [sys.executable, str(HERE / "timed.py")]
-VARIANTS = "ABCD"
+VARIANTS = "ABCDE"
 #: A and C: current Cargo sends its own token to a registry that says auth-required.
 CARGO_OWN_TOKEN = {"CARGO_REGISTRIES_BENCH_TOKEN": TOKEN, "CARGO_REGISTRY_GLOBAL_CREDENTIAL_PROVIDERS": "cargo:token"}
 #: What `cargo vouch proxy` prints once it accepts connections.
@@ -187,7 +191,7 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
             time.sleep(0.02)  # polling for the port
 
 
-# -- the four variants ----------------------------------------------------------------------
+# -- the five variants ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -303,14 +307,30 @@ class Bench:
         finally:
             stop(proxy)
 
+    @contextmanager
+    def floor_proxy(self, work: Path) -> Iterator[tuple[str, str]]:
+        """E's floor proxy, up once it says it listens; yields its URL and CA bundle."""
+        work.mkdir(parents=True, exist_ok=True)
+        port, confdir = free_port(), work / "mitmproxy"
+        proxy = subprocess.Popen(
+            [sys.executable, str(HERE / "floor_proxy.py"), str(port), str(confdir), str(self.registry_ca)],
+            env={**os.environ, "BENCH_TOKEN": TOKEN}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            OutputWatcher(proxy, work / "proxy.log").wait_for(FLOOR_READY, "the floor proxy")
+            yield f"http://127.0.0.1:{port}", str(confdir / "mitmproxy-ca-cert.pem")
+        finally:
+            stop(proxy)
+
     def measure(self, rtt_ms: int, rounds: int) -> Results:
-        """All rounds at one RTT, with the relay (if any) and D's proxy up throughout."""
+        """All rounds at one RTT, with the relay (if any) and D's and E's proxies up throughout."""
         work = self.root / f"rtt{rtt_ms}"
         with ExitStack() as running:
             origin = self.registry.origin if rtt_ms == 0 else running.enter_context(latency_relay(self.registry, rtt_ms, work))
             route = Route(rtt_ms, origin)
             d_proxy = running.enter_context(self.vouch_proxy(route, work / "D-proxy"))
-            phase = Phase(self, route, d_proxy, work)
+            e_proxy = running.enter_context(self.floor_proxy(work / "E-proxy"))
+            phase = Phase(self, route, d_proxy, e_proxy, work)
             phase.warm_up()
             for n in range(rounds):
                 phase.round(n)
@@ -385,13 +405,16 @@ class Phase:
     bench: Bench
     route: Route
     d_proxy: VouchProxy
+    e_proxy: tuple[str, str]  # URL, CA bundle
     work: Path
     results: Results = field(default_factory=Results)
 
     def round(self, n: int) -> None:
-        """A, B, C and D once each, starting one further along each round."""
-        runs: dict[str, Callable[[Path], None]] = {"A": self.run_a, "B": self.run_b, "C": self.run_c, "D": self.run_d}
-        order = VARIANTS[n % 4:] + VARIANTS[: n % 4]
+        """Each variant once, starting one further along each round."""
+        runs: dict[str, Callable[[Path], None]] = {
+            "A": self.run_a, "B": self.run_b, "C": self.run_c, "D": self.run_d, "E": self.run_e,
+        }
+        order = VARIANTS[n % len(VARIANTS):] + VARIANTS[: n % len(VARIANTS)]
         for variant in order:
             work = self.work / f"r{n}-{variant}"
             work.mkdir(parents=True)
@@ -471,6 +494,14 @@ class Phase:
                "CARGO_HTTP_CAINFO": self.d_proxy.cainfo}
         self.results.times["D"].append(self.fetch("D", work, env))
 
+    # -- E: mitmproxy's floor ---------------------------------------------------------------
+    def run_e(self, work: Path) -> None:
+        url, cainfo = self.e_proxy
+        # Cargo needs a token of its own for a registry whose config.json says auth-required
+        # (cargo-vouch answers that for D; the floor does not); the floor sets the same one.
+        env = {**self.direct_env(work), "CARGO_HTTP_PROXY": url, "CARGO_HTTP_CAINFO": cainfo}
+        self.results.times["E"].append(self.fetch("E", work, env))
+
 
 # -- the report -----------------------------------------------------------------------------
 
@@ -488,6 +519,7 @@ LABELS = {
     "B": "B cargo vouch run, whole",
     "C": "C naive mitmdump addon",
     "D": "D cargo vouch proxy, running",
+    "E": "E mitmproxy floor, static token",
 }
 
 
@@ -510,6 +542,9 @@ def print_rtt(rtt_ms: int, results: Results) -> None:
         ratio = f"{results.ratio(variant):.3f}" if variant != "A" else ""
         print(f"  {LABELS[variant]:<32} {statistics.median(times):7.3f} s {min(times):8.3f} {max(times):8.3f}   {ratio}")
     print(f"  targets                          {'; '.join(target_checks(rtt_ms, results))}")
+    over_floor = statistics.median(d - e for d, e in zip(results.times["D"], results.times["E"], strict=True))
+    print(f"  floor                            mitmproxy alone (E) costs {results.ratio('E'):.3f} x A; cargo-vouch adds "
+          f"D - E = {over_floor:+.3f} s per fetch (median of rounds)")
     to_cmd = statistics.median(results.b_to_cmd)
     print(f"  B start-up until Cargo starts    median {to_cmd:.3f} s (target <= {CMD_START_TARGET_S} s: "
           f"{verdict(to_cmd <= CMD_START_TARGET_S)})")
