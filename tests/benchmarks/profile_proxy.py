@@ -3,7 +3,10 @@
 times with a fresh CARGO_HOME each.
 
 Prints the functions with the most time of their own, then the cumulative time of the
-layers a request passes through, divided by the number of requests the proxy served.
+layers a request passes through, divided by the number of requests the proxy served, then
+the time of its own each package spent, per request and as a share of the proxy's busy
+time: what is mitmproxy's (its layers, h2/hpack/hyperframe, OpenSSL, asyncio) and what is
+cargo-vouch's.
 cProfile itself slows Python down by about half again: the shares matter, not the sums.
 
 Run: `.venv/bin/python tests/benchmarks/profile_proxy.py [FETCHES] [--save PATH]`.
@@ -12,6 +15,7 @@ Run: `.venv/bin/python tests/benchmarks/profile_proxy.py [FETCHES] [--save PATH]
 from __future__ import annotations
 
 import argparse
+import collections
 import pstats
 import subprocess
 import sys
@@ -84,6 +88,37 @@ def report(stats: pstats.Stats, requests: int) -> None:
         )
         if total:
             print(f"  {needle:42} {total / max(requests, 1) * 1e6:9.0f} µs")
+    report_packages(stats, requests)
+
+
+def package_of(filename: str, function: str) -> str:
+    """Who a profiled function belongs to: a site-packages distribution, cargo-vouch, the
+    standard library, or C code (builtins, socket and SSL calls); the event loop's wait
+    for I/O apart, as idle."""
+    if filename == "~" and "epoll" in function:
+        return "(idle: waiting for I/O)"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/", 1)[1].split("/", 1)[0]
+    if str(REPO / "addon") in filename:
+        return "cargo_vouch"
+    if filename == "~":
+        return "C code (builtins, sockets, TLS I/O)"
+    if "/lib/python3" in filename or filename.startswith("<frozen"):
+        return "standard library"
+    return "other"
+
+
+def report_packages(stats: pstats.Stats, requests: int) -> None:
+    own_time: collections.Counter[str] = collections.Counter()
+    for (filename, _, function), entry in stats.stats.items():  # type: ignore[attr-defined]
+        own_time[package_of(filename, function)] += entry[2]
+    busy = sum(seconds for package, seconds in own_time.items() if not package.startswith("(idle"))
+    print(f"own time by package, per request ({busy / max(requests, 1) * 1e6:.0f} µs busy in all, under cProfile):")
+    shown = [(package, seconds) for package, seconds in own_time.most_common() if seconds >= busy / 200]
+    rest = sum(own_time.values()) - sum(seconds for _, seconds in shown)
+    for package, seconds in [*shown, (f"{len(own_time) - len(shown)} others, each under 0.5%", rest)]:
+        share = "" if package.startswith("(idle") else f"{seconds / busy:6.1%}"
+        print(f"  {package:40} {seconds / max(requests, 1) * 1e6:7.0f} µs  {share}")
 
 
 def main() -> None:
