@@ -80,6 +80,9 @@ STARTUP_TIMEOUT_S = 60
 TARGETS_AT_RTT = {"B": 1.20, "D": 1.05}
 TARGETS_ON_LOOPBACK = {"D": 1.15}
 CMD_START_TARGET_S = 1.5
+#: A's slowest round over its fastest beyond which the machine, not the variants, moved
+#: the figures (Cargo straight to nginx does the same work every round).
+NOISY_SPREAD = 1.3
 
 
 # -- processes the bench starts and must stop ---------------------------------------------
@@ -541,6 +544,10 @@ def print_rtt(rtt_ms: int, results: Results) -> None:
         times = results.times[variant]
         ratio = f"{results.ratio(variant):.3f}" if variant != "A" else ""
         print(f"  {LABELS[variant]:<32} {statistics.median(times):7.3f} s {min(times):8.3f} {max(times):8.3f}   {ratio}")
+    direct = results.times["A"]
+    if max(direct) > NOISY_SPREAD * min(direct):
+        print(f"  warning: A took from {min(direct):.2f} to {max(direct):.2f} s: the machine was not quiet for these "
+              "rounds; compare ratios from a quieter run")
     print(f"  targets                          {'; '.join(target_checks(rtt_ms, results))}")
     over_floor = statistics.median(d - e for d, e in zip(results.times["D"], results.times["E"], strict=True))
     print(f"  floor                            mitmproxy alone (E) costs {results.ratio('E'):.3f} x A; cargo-vouch adds "
