@@ -10,6 +10,7 @@ from cargo_vouch.proxy.loader import ConfigLoader
 from cargo_vouch.proxy.sealed_imports import SealImports
 from cargo_vouch.proxy.state import VouchState
 from cargo_vouch.proxy.tls_scope import TlsScope
+from cargo_vouch.proxy.trailers import NoTrailers
 from cargo_vouch.proxy.write_gate import WriteGate
 
 
@@ -17,4 +18,7 @@ def make_addons(state: VouchState | None = None, config: VouchConfig | None = No
     """The addons, sharing `state` (a new one if not given). With `config`, they use that
     config and never read the file (see ConfigLoader)."""
     state = state or VouchState()
-    return [LocalClients(), ConfigLoader(state, config), TlsScope(state), TokenInjector(state, WriteGate(state)), SealImports()]
+    return [
+        LocalClients(), ConfigLoader(state, config), TlsScope(state), TokenInjector(state, WriteGate(state)),
+        NoTrailers(state), SealImports(),
+    ]

@@ -65,7 +65,7 @@ class Authenticated:
         elapsed_ms = (time.monotonic() - self.started) * 1000
         logger.info(
             f"{self.route.registry.name} {printable(self.method, 20)} {printable(self.path)} {self.operation.kind} "
-            f"sub={self.issued.subject or '-'} expires_in={'-' if left is None else f'{left}s'} "
+            f"sub={printable(self.issued.subject or '-', 80)} expires_in={'-' if left is None else f'{left}s'} "
             f"-> {outcome} {elapsed_ms:.0f}ms"
         )
 

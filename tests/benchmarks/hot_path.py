@@ -47,7 +47,7 @@ async def measure(requests: int) -> dict[str, float]:
             f'credential-provider = ["cargo:token-from-stdout", "{token_script}"]\n'
         )
         addons = make_addons()
-        _, loader, _, injector, _ = addons
+        _, loader, _, injector, _, _ = addons
         with taddons.context(tlsconfig.TlsConfig(), *addons) as tctx:
             tctx.configure(loader, vouch_config=str(config))
             loader.state.router.registries[0].learned = True

@@ -32,7 +32,7 @@ def proxy(isolated_home, tmp_path):
         context = taddons.context(tlsconfig.TlsConfig(), proxyserver.Proxyserver(), *addons)
         tctx = context.__enter__()
         contexts.append(context)
-        _, loader, scope, injector, _ = addons
+        _, loader, scope, injector, _, _ = addons
         tctx.configure(loader, vouch_config=str(write_config(tmp_path, config_text)))
         return tctx, loader.state, scope, injector
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
 from mitmproxy import http
@@ -304,3 +305,21 @@ async def test_an_error_on_the_registry_s_answer_closes_the_connection(proxy, vo
     injector.responseheaders(flow)
     assert flow.error is not None  # killed: nothing of the answer reaches the client
     assert flow.response.stream is True  # and nothing of it was held whole meanwhile
+
+
+async def test_the_token_s_subject_reaches_the_log_only_as_printable_text(proxy, isolated_home, issuer, monkeypatch,
+                                                                          caplog):
+    """`sub` is the issuer's, read from the token unverified: it goes into the one line per
+    request as paths and methods do, with no escape sequence for the user's terminal."""
+    caplog.set_level("INFO")
+    monkeypatch.setenv("VOUCH_TEST_ISSUER", issuer.url)
+    subprocess.run(["vouch", "login", "--sub", "\x1b]0;pwned\x07alice\x1b[2K"], check=True, capture_output=True)
+    _, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flow = registry_request()
+    await injector.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=200)
+    injector.responseheaders(flow)
+    injector.response(flow)
+    assert "sub=?]0;pwned?alice?[2K " in caplog.text, caplog.text
+    assert "\x1b" not in caplog.text
