@@ -14,7 +14,6 @@ import asyncio
 import datetime
 import os
 import re
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,7 +27,7 @@ from cryptography import x509
 from cargo_vouch import cargo_config, paths
 from cargo_vouch.ca.authority import ca_files, load_cert, needs_reissue, permitted_hosts
 from cargo_vouch.cargo_config import CargoConfigError, Found, git_index_url, redact_url
-from cargo_vouch.cli import cargo_version, index_hosts
+from cargo_vouch.cli import cargo_version, index_hosts, listening
 from cargo_vouch.cli.environment import env_overrides
 from cargo_vouch.config import (
     ConfigError,
@@ -276,17 +275,22 @@ def check_environment(registries: Iterable[RegistryConfig], cwd: Path, proxy: st
 
 
 def check_proxy(listen: ListenAddress) -> Check:
-    """Something accepts connections where the proxy should listen."""
-    try:
-        with socket.create_connection((listen.host, listen.port), timeout=PROXY_TIMEOUT):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+    """This user's proxy accepts connections where Cargo is told it listens."""
+    found = listening.probe(listen, PROXY_TIMEOUT)
+    if not found.reachable:
         return Check(
             "proxy",
             False,
-            f"nothing accepts connections on {listen} ({reason})",
+            f"nothing accepts connections on {listen} ({found.reason})",
             "start it: 'cargo vouch proxy' (or 'mitmdump -s \"$(cargo vouch addon-path)\"')",
+        )
+    if found.foreign:
+        return Check(
+            "proxy",
+            False,
+            f"{found.describe(listen)}: Cargo's connections would go to that user's process",
+            "pick another port for [proxy] listen, run 'cargo vouch setup' again, and start the proxy at login "
+            "so that the port is yours first",
         )
     return Check("proxy", True, f"{listen} accepts connections")
 

@@ -11,7 +11,6 @@ provider's token (in this process, never a child's), a git one through the runni
 from __future__ import annotations
 
 import asyncio
-import socket
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from cargo_vouch import paths
 from cargo_vouch.ca.authority import system_roots
+from cargo_vouch.cli import listening
 from cargo_vouch.config import ListenAddress, RegistryConfig, https_url_problem
 from cargo_vouch.index_config import IndexConfigError
 from cargo_vouch.protocol import ProviderError, Read
@@ -55,8 +55,11 @@ def read_config_json(
     try:
         if registry.is_sparse:
             return asyncio.run(_read_sparse(registry, upstream_ca, hidden_env))
-        if not _listening(listen):
+        found = listening.probe(listen, timeout=1.0)
+        if not found.reachable:
             raise Unreadable(f"a git index's config.json is read through the proxy, and nothing listens on {listen}")
+        if found.foreign:
+            raise Unreadable(f"a git index's config.json is read through the proxy, and {found.describe(listen)}")
         timeout = min(registry.provider_timeout, READ_TIMEOUT)
         return asyncio.run(fetch_git_config(registry.index, listen.url, paths.ca_cert_path(), timeout, hidden_env))
     except (IndexConfigError, ProviderError) as exc:
@@ -121,11 +124,3 @@ def prefix_url(prefix: UrlPrefix) -> str | None:
     port = "" if prefix.port == 443 else f":{prefix.port}"
     url = f"https://{host}{port}{prefix.path}"
     return None if https_url_problem(url) else url
-
-
-def _listening(listen: ListenAddress) -> bool:
-    try:
-        with socket.create_connection((listen.host, listen.port), timeout=1.0):
-            return True
-    except OSError:
-        return False

@@ -7,10 +7,13 @@ kernel's backlog instead of being refused. No mitmproxy here: this runs before i
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 
 from cargo_vouch.config import ListenAddress
 from cargo_vouch.errors import VouchError
+from cargo_vouch.proxy import peers
 
 #: Cargo opens a handful of connections at a time; the kernel caps this anyway.
 BACKLOG = 128
@@ -44,11 +47,25 @@ def bind_listeners(address: ListenAddress) -> list[socket.socket]:
     except OSError as exc:
         for sock in sockets:
             sock.close()
+        held = holders(port) if exc.errno == errno.EADDRINUSE else ""
         raise ListenError(
-            f"cannot listen on {address}: {exc.strerror or exc}; pick another address with --listen "
+            f"cannot listen on {address}: {exc.strerror or exc}{held}; pick another address with --listen "
             "(or [proxy] listen in the config)"
         ) from None
     return sockets
+
+
+def holders(port: int) -> str:
+    """Who holds a port we could not bind, for the error line: another local user may have
+    taken the proxy's port while the proxy was down."""
+    owners = peers.listening_owners(port)
+    mine = os.geteuid()
+    if not owners:
+        return ""
+    if owners == {mine}:
+        return " (held by you: is a proxy running already?)"
+    others = ", ".join(str(uid) for uid in sorted(owners - {mine}))
+    return f" (held by another local user, uid {others}: Cargo's connections there would go to that user)"
 
 
 def bound_address(sockets: list[socket.socket]) -> ListenAddress:

@@ -11,6 +11,7 @@ looked at and such addresses compared as IPv4.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from pathlib import Path
 
 from cargo_vouch.proxy import sock_diag
@@ -18,6 +19,7 @@ from cargo_vouch.proxy.sock_diag import Address
 
 TABLES = (Path("/proc/net/tcp"), Path("/proc/net/tcp6"))
 _ESTABLISHED = "01"
+_LISTEN = "0A"
 #: Until the kernel says otherwise, sockets are looked up one at a time.
 _sock_diag_works = True
 
@@ -59,6 +61,37 @@ def socket_owner(peer: tuple[str, int], ours: tuple[str, int]) -> int | None:
         except sock_diag.Unsupported:
             _sock_diag_works = False
     return listed_owner(want_local, want_remote)
+
+
+def server_owner(connection: socket.socket) -> int | None:
+    """The uid owning the other end of our TCP `connection` to a local server: whoever
+    listens there (an accepted socket belongs to its listener's owner). None when the
+    kernel cannot say. Any local user can bind a free port, so a port the proxy should
+    hold may be another user's."""
+    server, ours = connection.getpeername()[:2], connection.getsockname()[:2]
+    return socket_owner((str(server[0]), int(server[1])), (str(ours[0]), int(ours[1])))
+
+
+def listening_owners(port: int, address: str | None = None) -> set[int]:
+    """The uids of the sockets listening on TCP `port` (from /proc/net/tcp*), on `address`
+    or on every address (0.0.0.0, ::), or on any address when none is given: who holds a
+    port we could not bind, or reached."""
+    port_hex = f":{port:04X}"
+    wanted = None if address is None else _plain(ipaddress.ip_address(address.split("%")[0]))
+    owners = set()
+    for table in TABLES:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != _LISTEN or not fields[1].endswith(port_hex):
+                continue
+            local = _endpoint(fields[1])[0]
+            if wanted is None or local == wanted or local.is_unspecified:
+                owners.add(int(fields[7]))
+    return owners
 
 
 def listed_owner(want_local: tuple[Address, int], want_remote: tuple[Address, int]) -> int | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import h2.config
@@ -14,6 +16,8 @@ import pytest
 
 from tests.e2e.conftest import World
 from tests.fixtures.h2_origin import H2Origin
+from tests.fixtures.other_user import other_user
+from tests.fixtures.paths import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -72,3 +76,31 @@ def test_trailers_behind_a_read_never_reach_the_registry(world: World, tmp_path:
     assert all(r.trailers == [] for r in sent), [r.trailers for r in sent]
     assert "refused: a request with trailers" in proxy.log()
     assert "client-forged" not in proxy.log()
+
+
+SQUAT = ("import socket, sys\n"
+         "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+         "print('holding', flush=True)\n"
+         "while True: s.accept()[0].close()\n")
+
+
+def test_a_proxy_port_another_user_took_is_named_not_taken_for_the_proxy(world: World) -> None:
+    """Any local user may bind the proxy's fixed port while the proxy is down: `proxy` then
+    cannot start and said only "Address already in use", and `doctor` called the other
+    user's listener the proxy ("ok proxy: ... accepts connections"), while Cargo, as setup
+    configured it, sent that user every CONNECT."""
+    user = other_user()
+    world.write_config(f'[registries.corp]\nindex = "{world.registry.sparse_index_url}"\n')
+    squatter = user.popen(["/usr/bin/python3", "-c", SQUAT, str(world.proxy_port)])
+    try:
+        assert squatter.stdout and squatter.stdout.readline().strip() == "holding"
+        doctor = world.cargo_vouch("doctor", check=False)
+        proxy = subprocess.run([sys.executable, "-m", world.cli_module, "proxy"], cwd=REPO, env=world.env,
+                               capture_output=True, text=True, timeout=60)
+    finally:
+        squatter.kill()
+        squatter.wait()
+    line = next(line for line in doctor.stdout.splitlines() if "proxy:" in line)
+    assert not line.startswith("ok") and f"held by another local user (uid {user.uid})" in line, doctor.stdout
+    assert proxy.returncode != 0
+    assert f"held by another local user, uid {user.uid}" in proxy.stderr, proxy.stderr

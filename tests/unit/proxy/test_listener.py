@@ -47,3 +47,14 @@ def test_a_taken_port_is_one_line_that_says_what_to_do() -> None:
     message = str(caught.value)
     assert message.startswith(f"cannot listen on 127.0.0.1:{port}: Address already in use")
     assert "--listen" in message and "\n" not in message
+
+
+def test_a_port_this_user_holds_already_says_so() -> None:
+    """Most often the port is taken by a proxy of the user's own, still running."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(ListenError) as caught:
+            bind_listeners(ListenAddress("127.0.0.1", port))
+    assert "(held by you: is a proxy running already?)" in str(caught.value)
