@@ -128,8 +128,10 @@ class Child:
         self._drained = asyncio.ensure_future(self._drain(echo_prefix))
 
     async def exited(self) -> int:
-        """The exit status, as soon as the child has exited (whatever still holds its pipes)."""
-        await self._protocol.exited
+        """The exit status, as soon as the child has exited (whatever still holds its pipes).
+        A caller that gives up waiting (a timeout) must not cancel the exit itself, which
+        everyone who waits shares: the cleanup in `spawn` waits on it next."""
+        await asyncio.shield(self._protocol.exited)
         returncode = self.process.returncode
         assert returncode is not None
         return returncode

@@ -36,19 +36,23 @@ class ExternalProvider:
 
     async def get(self, operation: Operation) -> Token:
         request = CredentialRequest(RegistryInfo(self.registry.index, self.registry.name), operation)
+        answered: list[Token] = []
         try:
             env = environment_without_secrets(self.hidden_env)
             async with spawn(self.argv, env=env, stdin=True, echo_prefix=f"[{self.argv[0]}] ") as child:
-                return await asyncio.wait_for(self._exchange(child, request), self.registry.provider_timeout)
+                return await asyncio.wait_for(self._exchange(child, request, answered), self.registry.provider_timeout)
         except TimeoutError:  # before OSError, of which it is a subclass
+            what = "answered but did not exit" if answered else "did not answer"
             raise ProviderError(
                 "other",
-                f"`{self.description}` did not answer within {self.registry.provider_timeout:g} s",
+                f"`{self.description}` {what} within {self.registry.provider_timeout:g} s",
             ) from None
         except OSError as exc:
             raise ProviderError("other", f"cannot start `{self.description}`: {exc.strerror or exc}") from None
 
-    async def _exchange(self, child: Child, request: CredentialRequest) -> Token:
+    async def _exchange(self, child: Child, request: CredentialRequest, answered: list[Token]) -> Token:
+        """`answered` gets the token once read: a provider must still exit, as Cargo waits
+        for it to, but a timeout then says which of the two it failed to do."""
         stdin, stdout = child.process.stdin, child.process.stdout
         assert stdin and stdout
         try:
@@ -56,6 +60,7 @@ class ExternalProvider:
             stdin.write(request.to_line())
             await stdin.drain()
             token = parse_response(await self._read_line(child))
+            answered.append(token)
         except ProtocolError as exc:
             raise ProviderError("other", f"`{self.description}` broke the protocol: {exc}") from None
         except (BrokenPipeError, ConnectionResetError):

@@ -263,6 +263,6 @@ def test_proxy_on_a_taken_port_is_one_line(world: World) -> None:
         )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        f"cargo-vouch: cannot listen on 127.0.0.1:{port}: Address already in use; pick another address with "
-        "--listen (or [proxy] listen in the config)"
+        f"cargo-vouch: cannot listen on 127.0.0.1:{port}: Address already in use (held by you: is a proxy running "
+        "already?); pick another address with --listen (or [proxy] listen in the config)"
     ]

@@ -362,3 +362,17 @@ async def test_a_line_longer_than_any_protocol_message_is_a_clear_error(tmp_path
     with pytest.raises(ProviderError) as info:
         await provider_for(registry).get(Read())
     assert "broke the protocol: a line longer than 64 KiB" in info.value.message
+
+
+async def test_a_provider_that_answers_and_never_exits_is_an_error_within_the_timeout():
+    """Waiting for its exit timed out, which cancelled the exit future every waiter shares:
+    the cleanup's own wait then raised CancelledError, the call ended cancelled instead of
+    with an error, and every request waiting on it hung for good."""
+    registry = RegistryConfig(
+        name="corp", index="https://x/i.git", credential_provider=(str(BIN / "provider-answer-then-linger"),),
+        provider_timeout=1.0,
+    )
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match="answered but did not exit within 1 s"):
+        await asyncio.wait_for(provider_for(registry).get(Read()), 10)
+    assert time.monotonic() - started < 5
