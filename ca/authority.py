@@ -92,12 +92,16 @@ def write_cainfo_bundle(files: CaFiles, cert: x509.Certificate) -> None:
     write_if_changed(files.cert, data, mode=0o644)
 
 
+#: needs_reissue's reason when there is nothing to replace: no proxy can hold an older CA.
+NO_CA_YET = "no CA yet"
+
+
 def needs_reissue(files: CaFiles, hosts: set[str], now: datetime.datetime | None = None) -> str | None:
     """Why the CA must be (re-)issued, or None if it fits `hosts` and is valid."""
     now = now or datetime.datetime.now(datetime.UTC)
     cert = load_cert(files)
     if cert is None:
-        return "no CA yet"
+        return NO_CA_YET
     if permitted_hosts(cert) != {h.lower() for h in hosts}:
         return "registry hosts changed"
     try:

@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from cargo_vouch import cargo_config, paths
-from cargo_vouch.ca.authority import ensure_ca
+from cargo_vouch.ca.authority import NO_CA_YET, ensure_ca
 from cargo_vouch.ca.files import edit_atomic
-from cargo_vouch.cargo_config import redact_url
+from cargo_vouch.cargo_config import CargoConfigError, read_text, redact_url
 from cargo_vouch.cli import index_hosts
-from cargo_vouch.cli.setup.gitconfig import git_set
-from cargo_vouch.cli.setup.plan import PROG, Plan, SetupError, redact_key
+from cargo_vouch.cli.setup.gitconfig import git_get_all, git_set
+from cargo_vouch.cli.setup.plan import PROG, FileWrite, GitWrite, Plan, SetupError, redact_key
 from cargo_vouch.cli.setup.plan_remove import plan_remove
 from cargo_vouch.cli.setup.plan_setup import plan_setup
-from cargo_vouch.cli.setup.records import load_records, save_records
+from cargo_vouch.cli.setup.records import load_records, records_path, save_records, setup_lock
 from cargo_vouch.config import REGISTRY_NAME, RegistryConfig, load_config, parse_listen, registry_hosts
 from cargo_vouch.errors import VouchError
 
@@ -79,29 +79,29 @@ def run(args: argparse.Namespace) -> int:
         cargo_dir = cargo_config.cargo_home().absolute()
     else:
         cargo_dir = cwd / ".cargo"
-    records = load_records()
+    config_file, _ = paths.config_path(args.config)
+    with setup_lock():
+        records = load_records()
+        if remove:
+            plan = plan_remove(_recorded_target(cargo_dir, records), registry, records)
+        else:
+            assert registry is not None
+            plan = plan_setup(
+                registry=registry,
+                cwd=cwd,
+                target=_target_file(cargo_dir),
+                vouch_config=config_file.absolute(),
+                listen=args.listen,
+                records=records,
+                hosts_of=partial(hosts_of, config_file, args.dry_run),
+            )
 
-    if remove:
-        plan = plan_remove(_recorded_target(cargo_dir, records), registry, records)
-    else:
-        assert registry is not None
-        config_file, _ = paths.config_path(args.config)
-        plan = plan_setup(
-            registry=registry,
-            cwd=cwd,
-            target=_target_file(cargo_dir),
-            vouch_config=config_file.absolute(),
-            listen=args.listen,
-            records=records,
-            hosts_of=partial(hosts_of, config_file, args.dry_run),
-        )
-
-    for note in plan.notes:
-        print(note, file=sys.stderr)
-    if args.dry_run:
-        print_dry_run(plan)
-        return 0
-    apply(plan, records)
+        for note in plan.notes:
+            print(note, file=sys.stderr)
+        if args.dry_run:
+            print_dry_run(plan)
+            return 0
+        apply(plan, records)
     for line in plan.done:
         print(line)
     if not remove:
@@ -109,6 +109,9 @@ def run(args: argparse.Namespace) -> int:
         ca, reason = ensure_ca(paths.ca_dir(), registry_hosts(load_config(config_file)))
         if reason:
             print(f"  issued the CA ({reason}): {ca.cert}")
+            if reason != NO_CA_YET:
+                print("  restart a running 'cargo vouch proxy' (or mitmdump): it still signs with the old CA, "
+                      "which Cargo no longer trusts")
     return 0
 
 
@@ -162,23 +165,71 @@ def _recorded_target(cargo_dir: Path, records: dict[str, Any]) -> Path:
 
 
 def apply(plan: Plan, records_before: dict[str, Any]) -> None:
-    """Make the planned changes: files atomically, then git, then the record."""
+    """Make the planned changes: the record first (so that `--remove` can undo whatever
+    follows, even after a crash), then the files atomically, then git. A file that changed
+    since it was planned stops everything before anything is written: setup may have
+    waited on the provider meanwhile, and writing the plan would lose that edit. A step
+    that fails takes back the ones before it."""
     for change in plan.files:
-        if change.new is None:
-            change.path.unlink(missing_ok=True)
-            for directory in change.remove_dirs:
-                try:
-                    directory.rmdir()
-                except OSError:
-                    break  # not empty: the user put something there
-        else:
-            for directory in change.make_dirs:
-                directory.mkdir(exist_ok=True)
-            edit_atomic(change.path, change.new.encode("utf-8"))
-    for git_change in plan.git:
-        git_set(git_change.key, git_change.new)
+        if read_text(change.path) != change.old:
+            raise SetupError(f"{change.path} changed while setup ran; nothing was written: run setup again")
+    record_existed = records_path().exists()
     if plan.records != records_before:
         save_records(plan.records)
+    done_files: list[FileWrite] = []
+    done_git: list[GitWrite] = []
+    try:
+        for change in plan.files:
+            done_files.append(change)
+            _write(change.path, change.new, change)
+        for git_change in plan.git:
+            done_git.append(git_change)  # before: a failed git_set may have unset the old values
+            git_set(git_change.key, git_change.new)
+    except (OSError, SetupError, CargoConfigError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        undone = _take_back(done_files, done_git)
+        if undone and plan.records != records_before:
+            if record_existed:
+                save_records(records_before)
+            else:
+                records_path().unlink(missing_ok=True)
+        kept = "the edits before it were taken back" if undone else (
+            "some edits before it could not be taken back: 'cargo vouch setup --remove' undoes them")
+        raise SetupError(f"{reason}; {kept}") from None
+
+
+def _write(path: Path, text: str | None, change: FileWrite) -> None:
+    if text is None:
+        path.unlink(missing_ok=True)
+        for directory in change.remove_dirs:
+            try:
+                directory.rmdir()
+            except OSError:
+                break  # not empty: the user put something there
+    else:
+        for directory in change.make_dirs:
+            directory.mkdir(exist_ok=True)
+        edit_atomic(path, text.encode("utf-8"))
+
+
+def _take_back(files: list[FileWrite], git: list[GitWrite]) -> bool:
+    """Undo what `apply` did before a step failed, last first; whether all of it was."""
+    complete = True
+    for git_change in reversed(git):
+        try:
+            if git_get_all(git_change.key) != git_change.old:
+                git_set(git_change.key, git_change.old)
+        except SetupError:
+            complete = False
+    for change in reversed(files):
+        try:
+            if change.old is None:
+                change.path.unlink(missing_ok=True)
+            else:
+                edit_atomic(change.path, change.old.encode("utf-8"))
+        except OSError:
+            complete = False
+    return complete
 
 
 def print_dry_run(plan: Plan) -> None:

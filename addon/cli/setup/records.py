@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import fcntl
 import hashlib
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,20 @@ RECORD_VERSION = 1
 
 def records_path() -> Path:
     return paths.vouch_home() / "setup" / "records.json"
+
+
+@contextlib.contextmanager
+def setup_lock() -> Iterator[None]:
+    """One setup (or --remove) at a time, from reading the record to writing it: two at once
+    would each write the record and config they read, losing the other's changes."""
+    directory = records_path().parent
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)  # the folder itself: no lock file to leave
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def load_records() -> dict[str, Any]:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -549,3 +551,86 @@ def test_cargo_config_lookup_order(env: Env, monkeypatch) -> None:
     assert cargo_config.git_fetch_with_cli(env.project) is False
     monkeypatch.setenv("CARGO_REGISTRIES_B_INDEX", "env")
     assert cargo_config.registry_index("b", env.project) == cargo_config.Found("env", "env CARGO_REGISTRIES_B_INDEX")
+
+
+# ---------------------------------------------------------------- nothing lost
+
+
+def test_an_edit_made_while_setup_waited_is_kept_and_setup_stops(env: Env, capsys, monkeypatch) -> None:
+    """Setup reads the files, then reads config.json through the provider (seconds, a touch
+    or a PIN), then writes: it wrote the text it planned over what the user saved meanwhile."""
+    from cargo_vouch.cli.setup import command
+
+    write(env.target, PROJECT_CONFIG)
+    edited = PROJECT_CONFIG + "\n[term]\nverbose = true\n"
+
+    def slow_provider(*args: object) -> tuple[list[str], list[str]]:
+        env.target.write_text(edited)  # the user saves the file while the provider runs
+        return [], []
+
+    monkeypatch.setattr(command, "hosts_of", slow_provider)
+    before = env.vouch_config.read_bytes() if env.vouch_config.exists() else None
+    result = setup(capsys, "--registry", "corp", "--manifest-dir", str(env.project))
+
+    assert result.code == 1
+    assert result.err.strip() == f"cargo-vouch: {env.target} changed while setup ran; nothing was written: run setup again"
+    assert env.target.read_text() == edited
+    assert (env.vouch_config.read_bytes() if env.vouch_config.exists() else None) == before
+    assert not records_path().exists()
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_git_config_that_cannot_be_written_takes_back_the_file_edits(env: Env, capsys) -> None:
+    """git failed after the Cargo and cargo-vouch configs were written and before the record
+    was: the edits stayed, '--remove' said 'nothing to remove', and a second setup said
+    'already set up'. (A `.gitconfig.lock` is what a concurrent `git config` holds.)"""
+    git_project(env)
+    assert git_global(f"http.{GIT_INDEX}.proxy", "http://old-proxy:3128").returncode == 0
+    files_before = tree(env.root)
+    write(env.gitconfig.with_name(".gitconfig.lock"), "")
+
+    result = setup(capsys, "--registry", "corp", "--manifest-dir", str(env.project))
+
+    assert result.code == 1
+    assert "could not lock config file" in result.err and "the edits before it were taken back" in result.err
+    env.gitconfig.with_name(".gitconfig.lock").unlink()
+    assert tree(env.root) == files_before
+    assert git_global("--get", f"http.{GIT_INDEX}.proxy").stdout.strip() == "http://old-proxy:3128"
+
+
+def test_setups_run_at_once_lose_nothing(env: Env, tmp_path: Path) -> None:
+    """Six setups at once, each adding its registry to the one cargo-vouch config and its
+    project to the one record: each wrote back what it had read, and 2 of 6 survived."""
+    names = [f"r{n}" for n in range(6)]
+    projects = []
+    for name in names:
+        project = tmp_path / "work" / name
+        write(project / ".cargo" / "config.toml", f'[registries.{name}]\nindex = "sparse+https://{name}.example/index/"\n')
+        projects.append(project)
+    runs = [
+        subprocess.Popen([sys.executable, "-m", "cargo_vouch.cli", "setup", "--registry", name,
+                          "--manifest-dir", str(project)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name, project in zip(names, projects, strict=True)
+    ]
+    outcomes = [run.communicate(timeout=120) + (run.returncode,) for run in runs]
+    assert all(code == 0 for _, _, code in outcomes), outcomes
+    configured = tomlkit.parse(env.vouch_config.read_text())["registries"]
+    assert sorted(configured) == names
+    recorded = json.loads(records_path().read_text())["targets"]
+    assert sorted(recorded) == sorted(str(p / ".cargo" / "config.toml") for p in projects)
+
+
+def test_a_ca_issued_again_for_another_registry_says_to_restart_the_proxy(env: Env, capsys, tmp_path: Path) -> None:
+    """A running proxy keeps signing with the CA it loaded; Cargo trusts the new one only,
+    and every registry's fetch then failed TLS with no word from setup."""
+    write(env.target, PROJECT_CONFIG)
+    first = setup(capsys, "--registry", "corp", "--manifest-dir", str(env.project))
+    assert first.code == 0 and "restart" not in first.out
+    other = tmp_path / "work" / "other"
+    write(other / ".cargo" / "config.toml", '[registries.corp2]\nindex = "sparse+https://cargo2.corp.example/index/"\n')
+
+    second = setup(capsys, "--registry", "corp2", "--manifest-dir", str(other))
+
+    assert second.code == 0, second.err
+    assert "issued the CA (registry hosts changed)" in second.out
+    assert "restart a running 'cargo vouch proxy' (or mitmdump): it still signs with the old CA" in second.out
