@@ -190,11 +190,16 @@ def is_loopback(host: str) -> bool:
 
 def https_url_problem(url: str) -> str | None:
     """Why `url` cannot carry a token, or None when it can."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        return f"'{url}' is not a valid URL ({exc})"
     if parts.scheme != "https":
         return f"'{url}' is not an https URL (tokens only travel over verified TLS)"
     if not parts.hostname:
         return f"'{url}' has no host"
+    if any(ch.isspace() or not ch.isprintable() for ch in parts.hostname):
+        return f"'{url}' has a space or control character in its host name"
     if not parts.hostname.isascii():
         try:
             ascii_form = parts.hostname.encode("idna").decode("ascii")
@@ -206,9 +211,11 @@ def https_url_problem(url: str) -> str | None:
     if parts.query or parts.fragment:
         return f"'{url}' has a query or fragment"
     try:
-        _ = parts.port  # raises for a port that is not a number in range
+        port = parts.port  # raises for a port that is not a number in range
     except ValueError:
         return f"'{url}' has an invalid port"
+    if port == 0:
+        return f"'{url}' has an invalid port (0)"
     if not is_plain_path(parts.path or "/"):
         return f"'{url}' has dot segments or encoded slashes; write the path plainly"
     return None
@@ -278,6 +285,8 @@ def load_config(cli_value: str | os.PathLike[str] | None = None) -> VouchConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}; TOML files must be UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     return parse_config(data, path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import signal
 import sys
 from pathlib import Path
 
@@ -77,6 +78,14 @@ def without_script_directory() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return run_command(argv)
+    except KeyboardInterrupt:  # Ctrl-C, as a shell reports it; files are only ever replaced whole
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def run_command(argv: list[str] | None) -> int:
     if argv is None:  # run as a program, not called
         without_script_directory()
     argv = list(sys.argv[1:] if argv is None else argv)

@@ -72,6 +72,9 @@ def test_defaults(tmp_path):
         ('[registries.corp]\nindex = "https://x/i.git"\nprovider-timeout = inf\n', "finite"),
         ('[registries.corp]\nindex = "https://x/i.git"\ntoken-prefix = "Bearer x\\r\\nX-Evil: 1"\n', "token-prefix"),
         ('[registries.corp]\nindex = "sparse+https://x/a/../index/"\n', "dot segments"),
+        ('[registries.corp]\nindex = "sparse+https://[::1/x/"\n', "'https://[::1/x/' is not a valid URL (Invalid IPv6 URL)"),
+        ('[registries.corp]\nindex = "sparse+https://cargo corp.example/index/"\n', "space or control character"),
+        ('[registries.corp]\nindex = "sparse+https://cargo.corp.example:0/index/"\n', "invalid port (0)"),
         ('[registries.corp]\nindex = "sparse+https://bücher.example/index/"\n',
          "registries.corp.index: 'https://bücher.example/index/' has a non-ASCII host name; write it in its ASCII form, "
          "xn--bcher-kva.example"),
@@ -266,3 +269,11 @@ def test_an_index_under_another_registry_s_index_is_refused(tmp_path):
                            '[registries.b]\nindex = "sparse+https://reg.example/teams/b/"\n')
     with pytest.raises(ConfigError, match=r"registries\.a\.index: https://reg\.example/teams/ overlaps the index of registry 'b'"):
         load_config(path)
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "cargo-vouch.toml"
+    path.write_bytes(b"\xe3\x81[proxy]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: not valid UTF-8 at byte 0; TOML files must be UTF-8"

@@ -34,3 +34,16 @@ def test_cargo_passes_its_subcommand_name_first(capsys: pytest.CaptureFixture[st
     assert main(["vouch", "addon-path"]) == 0
     assert capsys.readouterr().out == f"{addon_path()}\n"
     assert addon_path().name == "vouch_addon.py" and addon_path().is_file()
+
+
+def test_ctrl_c_anywhere_is_one_line_and_130(monkeypatch, capsys) -> None:
+    """Ctrl-C while a command loaded, or while it waited on a provider, printed Python's
+    KeyboardInterrupt traceback."""
+    from cargo_vouch.cli import main as cli_main
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_main, "build_parser", interrupted)
+    assert cli_main.main(["doctor"]) == 130
+    assert capsys.readouterr().err == "cargo-vouch: interrupted\n"
