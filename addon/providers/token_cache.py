@@ -120,8 +120,12 @@ class TokenCache:
             self._tokens[(registry, None if token.operation_independent else operation.kind)] = issued
         return issued
 
-    def refused(self, registry: str, token_value: str) -> None:
-        """The registry answered 401/403 to this token: never offer it again."""
+    def refused(self, registry: str, token_value: str) -> bool:
+        """The registry answered 401/403 to this token: never offer it again. Whether it
+        was still on offer (the first refusal of it, not one of the requests in flight)."""
+        found = False
         for key, issued in list(self._tokens.items()):
             if key[0] == registry and issued.token.value == token_value:
                 del self._tokens[key]
+                found = True
+        return found

@@ -55,9 +55,19 @@ class Authenticated:
     started: float = field(default_factory=time.monotonic)
 
     def answered(self, status: int) -> None:
-        """The registry's status is known: a token it refused (401/403) is never offered again."""
+        """The registry's status is known: a token it refused (401/403) is never offered
+        again, and the first refusal of it says why that may be: Cargo would only say the
+        registry wants a credential provider, which it has."""
         if status in (401, 403):
-            self.state.cache.refused(self.route.registry.name, self.issued.token.value)
+            registry = self.route.registry
+            if self.state.cache.refused(registry.name, self.issued.token.value):
+                provider = self.state.providers[registry.name].description
+                logger.warning(
+                    f"{registry.name}: the registry answered {status} to the token from {provider} "
+                    f"({printable(self.method, 20)} {printable(self.path)}); check that the provider's token is for "
+                    f"this registry, and token-prefix ({registry.config.token_prefix.strip() or 'none'}) in the "
+                    f"cargo-vouch config"
+                )
 
     def log(self, outcome: str) -> None:
         """The one line per authenticated request: who, what, for how long, how it went."""

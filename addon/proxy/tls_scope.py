@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from mitmproxy import tls
 
+from cargo_vouch.logs import get_logger, printable
 from cargo_vouch.proxy.state import VouchState
+
+logger = get_logger(__name__)
 
 
 class TlsScope:
@@ -32,3 +35,16 @@ class TlsScope:
             # listening address into the leaf, which the CA may not sign for. The leaf
             # names the CONNECT target, and only that.
             data.context.client.sni = host
+
+    def tls_failed_server(self, data: tls.TlsData) -> None:
+        """A registry whose certificate the proxy does not trust: Cargo gets mitmproxy's 502
+        page; the proxy's line says what to do about it."""
+        address = data.context.server.address
+        if address is None or not self.state.router.intercepts(address[0], address[1]):
+            return
+        config = self.state.config
+        where = f" in {config.path}" if config is not None and config.path else ""
+        logger.warning(
+            f"{printable(str(address[0]))}:{address[1]}: TLS to the registry failed ({printable(str(data.conn.error))}); "
+            f"if it uses a private CA, add that CA to [proxy] upstream-ca{where}"
+        )

@@ -323,3 +323,22 @@ async def test_the_token_s_subject_reaches_the_log_only_as_printable_text(proxy,
     injector.response(flow)
     assert "sub=?]0;pwned?alice?[2K " in caplog.text, caplog.text
     assert "\x1b" not in caplog.text
+
+
+async def test_a_token_the_registry_refuses_is_named_once_with_what_to_check(proxy, vouch_session, caplog):
+    """Current Cargo, given a 401 on config.json, says only that the registry needs a
+    credential provider, which it has: the proxy's line says whose token was refused."""
+    _, state, _, injector = proxy(SPARSE_CONFIG)
+    state.router.registries[0].learned = True
+    flows = [registry_request(), registry_request()]
+    for flow in flows:  # two requests in flight with the same token
+        await injector.requestheaders(flow)
+    for flow in flows:  # both refused
+        flow.response = tutils.tresp(status_code=401)
+        injector.responseheaders(flow)
+    lines = [r.getMessage() for r in caplog.records if "answered 401 to the token" in r.getMessage()]
+    assert lines == [
+        "cargo-vouch: corp: the registry answered 401 to the token from vouch credential cargo -- (GET /index/3/f/foo); "
+        "check that the provider's token is for this registry, and token-prefix (none) in the cargo-vouch config"
+    ], lines
+    assert vouch_session not in caplog.text
