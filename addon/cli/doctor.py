@@ -359,7 +359,15 @@ def run_checks(config_arg: str | None, registry: str | None, cwd: Path) -> list[
     proxy = config.proxy.listen.url
     ca = paths.ca_cert_path()
     checks.append(check_ca(config))
+    unused: list[RegistryConfig] = []
+    if registry is None:
+        unused, registries = _unused_here(registries, cwd)
     checks.append(check_cargo_config(cwd, proxy, ca, registry or _only_name(registries)))
+    checks += [
+        Check(f"registry {entry.name}", True, f"the project in {cwd} does not use it (its Cargo config has no "
+              f"[registries.{entry.name}]); not checked", "doctor --registry NAME checks it anyway", warn=True)
+        for entry in unused
+    ]
     cargo = cargo_version.installed(cwd)
     for entry in registries:
         checks.append(check_registry_index(entry, config.path, cwd, cargo))
@@ -375,6 +383,21 @@ def run_checks(config_arg: str | None, registry: str | None, cwd: Path) -> list[
         if provider.ok:
             checks.append(check_index_hosts(entry, config))
     return checks
+
+
+def _unused_here(registries: list[RegistryConfig], cwd: Path) -> tuple[list[RegistryConfig], list[RegistryConfig]]:
+    """(registries the project's Cargo config does not name, the others), when it names at
+    least one: a cargo-vouch config serves many projects, each using some of its registries.
+    A project that names none of them is checked in full: that is the problem to report."""
+    def named(entry: RegistryConfig) -> bool:
+        try:
+            return cargo_config.registry_index(entry.name, cwd) is not None
+        except CargoConfigError:
+            return True  # its check says what is wrong with the file
+    used = [entry for entry in registries if named(entry)]
+    if not used:
+        return [], registries
+    return [entry for entry in registries if entry not in used], used
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

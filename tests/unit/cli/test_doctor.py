@@ -480,3 +480,19 @@ def test_old_cargo_against_a_sparse_index_fails_naming_the_git_index(env: Env, c
     line = result.line("FAIL registry corp:")
     assert f"index {index} is a sparse index — Cargo 1.65 cannot read a sparse index (Cargo reads them from 1.68)" in line
     assert names in line
+
+
+def test_a_registry_the_project_does_not_use_is_skipped_not_failed(env: Env, capsys, vouch_session: str) -> None:
+    """One cargo-vouch config serves many projects: doctor failed a project for not naming
+    every registry in it, and advised adding the unused one to the project."""
+    set_up(env, capsys)
+    with env.vouch_config.open("a") as f:
+        f.write('\n[registries.other]\nindex = "sparse+https://other.example/index/"\n')
+    run_cli(capsys, "ca", "init")  # the CA now covers other.example too
+
+    result = run_doctor(env, capsys)
+
+    line = result.line("warn registry other:")
+    assert "does not use it" in line and "doctor --registry NAME" in line
+    assert "other" not in "".join(l for l in result.out.splitlines() if l.startswith("FAIL")), result.out
+    assert not any(l.startswith(("ok   provider other", "FAIL provider other")) for l in result.out.splitlines())
