@@ -494,5 +494,6 @@ def test_a_registry_the_project_does_not_use_is_skipped_not_failed(env: Env, cap
 
     line = result.line("warn registry other:")
     assert "does not use it" in line and "doctor --registry NAME" in line
-    assert "other" not in "".join(l for l in result.out.splitlines() if l.startswith("FAIL")), result.out
-    assert not any(l.startswith(("ok   provider other", "FAIL provider other")) for l in result.out.splitlines())
+    lines = result.out.splitlines()
+    assert "other" not in "".join(text for text in lines if text.startswith("FAIL")), result.out
+    assert not any(text.startswith(("ok   provider other", "FAIL provider other")) for text in lines)
