@@ -284,6 +284,14 @@ def check_proxy(listen: ListenAddress) -> Check:
             f"nothing accepts connections on {listen} ({found.reason})",
             "start it: 'cargo vouch proxy' (or 'mitmdump -s \"$(cargo vouch addon-path)\"')",
         )
+    if found.unknown:
+        return Check(
+            "proxy",
+            False,
+            f"{listen} accepts connections, but who holds it cannot be told (each connection was gone before its "
+            "owner could be looked up), and cargo-vouch's proxy keeps its connections open",
+            "see who listens there: 'ss -ltnp'; if it is not your proxy, pick another port for [proxy] listen",
+        )
     if found.foreign:
         return Check(
             "proxy",

@@ -60,6 +60,8 @@ def read_config_json(
             raise Unreadable(f"a git index's config.json is read through the proxy, and nothing listens on {listen}")
         if found.foreign:
             raise Unreadable(f"a git index's config.json is read through the proxy, and {found.describe(listen)}")
+        if found.unknown:
+            raise Unreadable(f"a git index's config.json is read through the proxy, and who holds {listen} cannot be told")
         timeout = min(registry.provider_timeout, READ_TIMEOUT)
         return asyncio.run(fetch_git_config(registry.index, listen.url, paths.ca_cert_path(), timeout, hidden_env))
     except (IndexConfigError, ProviderError) as exc:

@@ -28,6 +28,12 @@ class Listener:
     owner: int | None = None
 
     @property
+    def unknown(self) -> bool:
+        """Reachable, on a system that knows sockets' owners, and still nobody found: the
+        holder hid (closed each connection and its listener at once)."""
+        return self.reachable and self.owner is None and peers.lookup_supported()
+
+    @property
     def foreign(self) -> bool:
         """Held by another user than this one."""
         return self.owner is not None and self.owner != os.geteuid()
@@ -36,7 +42,21 @@ class Listener:
         return f"{listen} is held by another local user (uid {self.owner}), not by your proxy"
 
 
+#: Connections tried before saying who holds the address cannot be told: a holder that
+#: closes each connection (and its listener) at once can slip past one look.
+ATTEMPTS = 3
+
+
 def probe(listen: ListenAddress, timeout: float) -> Listener:
+    found = Listener(False)
+    for _ in range(ATTEMPTS):
+        found = _probe_once(listen, timeout)
+        if not found.reachable or found.owner is not None or not peers.lookup_supported():
+            return found
+    return found
+
+
+def _probe_once(listen: ListenAddress, timeout: float) -> Listener:
     try:
         with socket.create_connection((listen.host, listen.port), timeout=timeout) as connection:
             if not peers.lookup_supported():

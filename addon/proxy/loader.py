@@ -114,6 +114,11 @@ class ConfigLoader:
                 "ssl_insecure is refused: tokens only go to verified registries; "
                 "add the registry's CA to [proxy] upstream-ca instead"
             )
+        if "connection_strategy" in updated and ctx.options.connection_strategy != "eager":
+            raise ConfigError(
+                "connection_strategy=lazy is refused: it lets an HTTP/2 client reach an HTTP/1.1 registry, where "
+                "mitmproxy writes what the client sent as the request's framing; the default, eager, is required"
+            )
         if "proxy_debug" in updated and ctx.options.proxy_debug:
             raise ConfigError("proxy_debug is refused: it logs raw request bytes, tokens included")
         if "vouch_config" in updated:

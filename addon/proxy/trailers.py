@@ -36,17 +36,21 @@ class NoTrailers:
 
     def request(self, flow: http.HTTPFlow) -> None:
         request = flow.request
-        if not request.trailers or flow.response or flow.error or not flow.live:
+        if not request.trailers or flow.error or not flow.live:
             return
         if not self._on_registry_origin(request):
             return
         request.trailers = None  # whatever follows, mitmproxy sends none upstream
         if request.stream:
+            # Its headers went upstream, and the registry may even have answered already
+            # (a response is no sign that the flow was answered here).
             flow.kill()
             message = CUT_OFF
-        else:
+        elif flow.response is None:
             flow.response = plain_refusal(REFUSED, 400)
             message = REFUSED
+        else:
+            return  # answered here, before anything went upstream
         logger.warning(f"{printable(request.host)} {printable(request.method, 20)} {printable(request.path)}: {message}")
 
     def response(self, flow: http.HTTPFlow) -> None:

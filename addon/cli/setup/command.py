@@ -79,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
         cargo_dir = cargo_config.cargo_home().absolute()
     else:
         cargo_dir = cwd / ".cargo"
+        for link in (cargo_dir, cargo_dir / "config.toml", cargo_dir / "config"):
+            # A cloned repository's `.cargo/config.toml -> ../../.cargo/config.toml` would
+            # have setup edit the user's global config while it names the project's.
+            if link.is_symlink() and not link.resolve().is_relative_to(cwd):
+                raise SetupError(f"{link} is a link to {link.resolve()}, outside {cwd}; setup edits only the "
+                                 "project's own Cargo config (use --global for $CARGO_HOME/config.toml)")
     config_file, _ = paths.config_path(args.config)
     with setup_lock():
         records = load_records()
@@ -223,11 +229,13 @@ def _take_back(files: list[FileWrite], git: list[GitWrite]) -> bool:
             complete = False
     for change in reversed(files):
         try:
-            if change.old is None:
+            if read_text(change.path) != change.new:
+                complete = False  # changed since setup wrote it: that edit is not ours to undo
+            elif change.old is None:
                 change.path.unlink(missing_ok=True)
             else:
                 edit_atomic(change.path, change.old.encode("utf-8"))
-        except OSError:
+        except (OSError, CargoConfigError):
             complete = False
     return complete
 

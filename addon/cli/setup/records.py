@@ -8,6 +8,8 @@ import fcntl
 import hashlib
 import json
 import os
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,9 @@ from cargo_vouch.ca.files import edit_atomic
 from cargo_vouch.cli.setup.plan import SetupError
 
 RECORD_VERSION = 1
+#: How long setup waits for another one (which may itself wait on a provider, a touch).
+LOCK_WAIT_SECONDS = 120
+LOCK_POLL_SECONDS = 0.1
 
 
 def records_path() -> Path:
@@ -31,7 +36,20 @@ def setup_lock() -> Iterator[None]:
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)  # the folder itself: no lock file to leave
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        deadline = time.monotonic() + LOCK_WAIT_SECONDS
+        said = False
+        while True:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SetupError(f"another cargo-vouch setup has held {directory} for over "
+                                     f"{LOCK_WAIT_SECONDS} s; nothing was written: run setup again once it ends") from None
+                if not said:
+                    print(f"cargo-vouch setup: waiting for another setup to finish ({directory})", file=sys.stderr)
+                    said = True
+                time.sleep(LOCK_POLL_SECONDS)  # flock has no timeout of its own
         yield
     finally:
         os.close(descriptor)

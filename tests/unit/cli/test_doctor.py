@@ -497,3 +497,14 @@ def test_a_registry_the_project_does_not_use_is_skipped_not_failed(env: Env, cap
     lines = result.out.splitlines()
     assert "other" not in "".join(text for text in lines if text.startswith("FAIL")), result.out
     assert not any(text.startswith(("ok   provider other", "FAIL provider other")) for text in lines)
+
+
+def test_a_proxy_address_whose_holder_cannot_be_told_is_not_ok(env: Env, monkeypatch) -> None:
+    """A holder that closes each connection and its listener at once slipped past the owner
+    lookup, and doctor called it the proxy (review 17)."""
+    from cargo_vouch.proxy import peers
+
+    monkeypatch.setattr(peers, "server_owner", lambda connection: None)
+    monkeypatch.setattr(peers, "listening_owners", lambda port, address=None: set())
+    check = doctor.check_proxy(load_config(env.vouch_config).proxy.listen)
+    assert not check.ok and "who holds it cannot be told" in check.detail and "ss -ltnp" in check.hint

@@ -634,3 +634,61 @@ def test_a_ca_issued_again_for_another_registry_says_to_restart_the_proxy(env: E
     assert second.code == 0, second.err
     assert "issued the CA (registry hosts changed)" in second.out
     assert "restart a running 'cargo vouch proxy' (or mitmdump): it still signs with the old CA" in second.out
+
+
+def test_taking_back_a_failed_setup_keeps_an_edit_made_meanwhile(env: Env, capsys, monkeypatch) -> None:
+    """Review 17: the undo wrote the pre-setup text back over an edit the user saved after
+    setup wrote the file, and called that 'taken back'."""
+    from cargo_vouch.cli.setup import command
+    from cargo_vouch.cli.setup.plan import SetupError
+
+    git_project(env)
+    edited: list[str] = []
+
+    def git_fails(key: str, values: list[str]) -> None:
+        if not edited:
+            edited.append(env.target.read_text() + "\n[term]\nverbose = true\n")
+            env.target.write_text(edited[0])  # the user saves the file just then
+            raise SetupError("git config --global: could not lock config file")
+
+    monkeypatch.setattr(command, "git_set", git_fails)
+    result = setup(capsys, "--registry", "corp", "--manifest-dir", str(env.project))
+
+    assert result.code == 1
+    assert "could not be taken back: 'cargo vouch setup --remove' undoes them" in result.err
+    assert env.target.read_text() == edited[0]
+
+
+def test_a_project_config_linked_outside_the_project_is_refused(env: Env, capsys, tmp_path: Path) -> None:
+    """Review 17: a cloned repository's `.cargo/config.toml -> ../../.cargo/config.toml`
+    made a project setup edit the user's global Cargo config."""
+    outside = write(tmp_path / "outside" / "config.toml", PROJECT_CONFIG)
+    (env.project / ".cargo").mkdir()
+    (env.project / ".cargo" / "config.toml").symlink_to(outside)
+
+    result = setup(capsys, "--registry", "corp", "--manifest-dir", str(env.project))
+
+    assert result.code == 1
+    assert f"is a link to {outside}, outside {env.project}" in result.err
+    assert outside.read_text() == PROJECT_CONFIG
+
+
+def test_a_setup_waiting_for_another_says_so_and_gives_up(env: Env, capsys, monkeypatch) -> None:
+    """Review 17: a setup behind another one's lock waited silently, for ever."""
+    import fcntl
+
+    from cargo_vouch.cli.setup import records
+
+    write(env.target, PROJECT_CONFIG)
+    monkeypatch.setattr(records, "LOCK_WAIT_SECONDS", 0.3)
+    records_path().parent.mkdir(parents=True)
+    holder = os.open(records_path().parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        result = setup(capsys, "--registry", "corp", "--manifest-dir", str(env.project))
+    finally:
+        os.close(holder)
+    assert result.code == 1
+    assert "waiting for another setup to finish" in result.err
+    assert "another cargo-vouch setup has held" in result.err and "nothing was written" in result.err
+    assert env.target.read_text() == PROJECT_CONFIG

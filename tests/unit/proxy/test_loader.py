@@ -7,7 +7,8 @@ import pytest
 from tests.unit.proxy.conftest import SPARSE_CONFIG
 
 
-@pytest.mark.parametrize("option", [{"proxy_debug": True}, {"ssl_insecure": True}, {"listen_host": "0.0.0.0"}])
+@pytest.mark.parametrize("option", [{"proxy_debug": True}, {"ssl_insecure": True}, {"listen_host": "0.0.0.0"},
+                                    {"connection_strategy": "lazy"}])
 def test_options_that_would_expose_tokens_stop_the_proxy(proxy, isolated_home, caplog, option):
     tctx, state, _, _ = proxy(SPARSE_CONFIG)
     loader = tctx.master.addons.get("configloader")

@@ -65,3 +65,16 @@ async def test_a_registry_s_response_trailers_are_dropped(proxy, vouch_session):
     flow.response.trailers = http.Headers([(b"Set-Cookie", b"session=for-the-token-holder")])
     NoTrailers(state).response(flow)
     assert flow.response.trailers is None
+
+
+async def test_trailers_sent_after_the_registry_answered_are_cut_off_too(proxy, vouch_session):
+    """A streamed request has a response once the registry answers early; the client then
+    sent its trailers, and they went upstream on the stream that carried the token."""
+    _, state, _, injector = proxy(SPARSE_CONFIG)
+    flow = registry_request(path="/index/he/ll/hello")
+    await injector.requestheaders(flow)
+    flow.response = tutils.tresp(status_code=200)  # the registry's early answer
+    flow.request.trailers = SMUGGLED.copy()
+    NoTrailers(state).request(flow)
+    assert flow.request.trailers is None
+    assert flow.error is not None and flow.error.msg == mitmflow.Error.KILLED_MESSAGE
