@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 from cargo_vouch.proxy import sock_diag
@@ -76,9 +77,28 @@ def listening_owners(port: int, address: str | None = None) -> set[int]:
     """The uids of the sockets listening on TCP `port` (from /proc/net/tcp*), on `address`
     or on every address (0.0.0.0, ::), or on any address when none is given: who holds a
     port we could not bind, or reached."""
-    port_hex = f":{port:04X}"
     wanted = None if address is None else _plain(ipaddress.ip_address(address.split("%")[0]))
     owners = set()
+    for fields in _sockets(_LISTEN, port):
+        local = _endpoint(fields[1])[0]
+        if wanted is None or local == wanted or local.is_unspecified:
+            owners.add(int(fields[7]))
+    return owners
+
+
+def listed_owner(want_local: tuple[Address, int], want_remote: tuple[Address, int]) -> int | None:
+    """socket_owner from /proc/net/tcp*: every socket of the machine, read as text."""
+    owners = {
+        (int(fields[7]), fields[9])  # (uid, inode)
+        for fields in _sockets(_ESTABLISHED, want_local[1])
+        if _endpoint(fields[1]) == want_local and _endpoint(fields[2]) == want_remote
+    }
+    return next(iter(owners))[0] if len(owners) == 1 else None
+
+
+def _sockets(state: str, local_port: int) -> Iterator[list[str]]:
+    """The fields of each /proc/net/tcp* row in `state` whose local port is `local_port`."""
+    port_hex = f":{local_port:04X}"
     for table in TABLES:
         try:
             lines = table.read_text().splitlines()[1:]
@@ -86,30 +106,8 @@ def listening_owners(port: int, address: str | None = None) -> set[int]:
             continue
         for line in lines:
             fields = line.split()
-            if len(fields) < 10 or fields[3] != _LISTEN or not fields[1].endswith(port_hex):
-                continue
-            local = _endpoint(fields[1])[0]
-            if wanted is None or local == wanted or local.is_unspecified:
-                owners.add(int(fields[7]))
-    return owners
-
-
-def listed_owner(want_local: tuple[Address, int], want_remote: tuple[Address, int]) -> int | None:
-    """socket_owner from /proc/net/tcp*: every socket of the machine, read as text."""
-    port_hex = f":{want_local[1]:04X}"
-    owners = set()
-    for table in TABLES:
-        try:
-            lines = table.read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 10 or fields[3] != _ESTABLISHED or not fields[1].endswith(port_hex):
-                continue
-            if _endpoint(fields[1]) == want_local and _endpoint(fields[2]) == want_remote:
-                owners.add((int(fields[7]), fields[9]))  # (uid, inode)
-    return next(iter(owners))[0] if len(owners) == 1 else None
+            if len(fields) >= 10 and fields[3] == state and fields[1].endswith(port_hex):
+                yield fields
 
 
 def _endpoint(text: str) -> tuple[Address, int]:

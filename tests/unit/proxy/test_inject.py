@@ -33,14 +33,23 @@ async def test_registry_request_gets_the_provider_token_replacing_the_clients(pr
     assert flow.request.stream  # bodies pass through, never buffered
 
 
-async def test_token_is_redacted_once_the_request_went_upstream(proxy, vouch_session, caplog):
-    caplog.set_level("INFO")
-    tctx, state, _, injector = proxy(SPARSE_CONFIG)
+async def answered_read(proxy, status: int, *, end: bool = True):  # type: ignore[no-untyped-def]
+    """A read of the index that left with the token and got `status`, and its injector; the
+    flow has gone through responseheaders, and with `end` through response as well."""
+    _, state, _, injector = proxy(SPARSE_CONFIG)
     state.router.registries[0].learned = True
     flow = registry_request()
     await injector.requestheaders(flow)
-    flow.response = tutils.tresp(status_code=200)
+    flow.response = tutils.tresp(status_code=status)
     injector.responseheaders(flow)
+    if end:
+        injector.response(flow)
+    return flow, injector
+
+
+async def test_token_is_redacted_once_the_request_went_upstream(proxy, vouch_session, caplog):
+    caplog.set_level("INFO")
+    flow, injector = await answered_read(proxy, 200, end=False)
     assert flow.request.headers["Authorization"] == REDACTED
     injector.response(flow)
     assert vouch_session not in json.dumps(flow.get_state(), default=str)
@@ -314,13 +323,7 @@ async def test_the_token_s_subject_reaches_the_log_only_as_printable_text(proxy,
     caplog.set_level("INFO")
     monkeypatch.setenv("VOUCH_TEST_ISSUER", issuer.url)
     subprocess.run(["vouch", "login", "--sub", "\x1b]0;pwned\x07alice\x1b[2K"], check=True, capture_output=True)
-    _, state, _, injector = proxy(SPARSE_CONFIG)
-    state.router.registries[0].learned = True
-    flow = registry_request()
-    await injector.requestheaders(flow)
-    flow.response = tutils.tresp(status_code=200)
-    injector.responseheaders(flow)
-    injector.response(flow)
+    await answered_read(proxy, 200)
     assert "sub=?]0;pwned?alice?[2K " in caplog.text, caplog.text
     assert "\x1b" not in caplog.text
 

@@ -37,24 +37,23 @@ def test_localhost_listens_on_one_port_for_every_address_it_names() -> None:
             sock.close()
 
 
-def test_a_taken_port_is_one_line_that_says_what_to_do() -> None:
+def taken_port_error() -> tuple[int, str]:
+    """The error for a port this process already listens on."""
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(ListenError) as caught:
             bind_listeners(ListenAddress("127.0.0.1", port))
-    message = str(caught.value)
+    return port, str(caught.value)
+
+
+def test_a_taken_port_is_one_line_that_says_what_to_do() -> None:
+    port, message = taken_port_error()
     assert message.startswith(f"cannot listen on 127.0.0.1:{port}: Address already in use")
     assert "--listen" in message and "\n" not in message
 
 
 def test_a_port_this_user_holds_already_says_so() -> None:
     """Most often the port is taken by a proxy of the user's own, still running."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        with pytest.raises(ListenError) as caught:
-            bind_listeners(ListenAddress("127.0.0.1", port))
-    assert "(held by you: is a proxy running already?)" in str(caught.value)
+    assert "(held by you: is a proxy running already?)" in taken_port_error()[1]
