@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 from cargo_vouch.config import VouchConfig
+from cargo_vouch.proxy.after_headers import AfterHeaders
 from cargo_vouch.proxy.clients import LocalClients
 from cargo_vouch.proxy.inject import TokenInjector
 from cargo_vouch.proxy.loader import ConfigLoader
 from cargo_vouch.proxy.sealed_imports import SealImports
 from cargo_vouch.proxy.state import VouchState
 from cargo_vouch.proxy.tls_scope import TlsScope
-from cargo_vouch.proxy.trailers import NoTrailers
 from cargo_vouch.proxy.write_gate import WriteGate
 
 
@@ -20,5 +20,5 @@ def make_addons(state: VouchState | None = None, config: VouchConfig | None = No
     state = state or VouchState()
     return [
         LocalClients(), ConfigLoader(state, config), TlsScope(state), TokenInjector(state, WriteGate(state)),
-        NoTrailers(state), SealImports(),
+        AfterHeaders(state), SealImports(),
     ]

@@ -84,17 +84,27 @@ def check(request: http.Request, target: tuple[str, int] | None) -> Unclean | Cl
         return Unclean(400, f"header {_shown(bad)} holds a control character")
     hosts = []
     dropped = has_credentials = False
+    lengths = codings = 0
     for name, value in fields:
         lower = name.lower()
         if lower == b"host":
             hosts.append(value)
         elif lower in CLIENT_CREDENTIALS:
             has_credentials = True
-        elif lower == b"transfer-encoding" and value.strip().lower() != b"chunked":
-            # Cargo sends chunked or nothing; codings before it are framed differently by servers.
-            return Unclean(400, "Transfer-Encoding other than chunked")
+        elif lower == b"transfer-encoding":
+            if value.strip().lower() != b"chunked":
+                # Cargo sends chunked or nothing; codings before it are framed differently by servers.
+                return Unclean(400, "Transfer-Encoding other than chunked")
+            codings += 1
+        elif lower == b"content-length":
+            lengths += 1
         elif lower in OVERRIDE_HEADERS or (b"_" in lower and lower.replace(b"_", b"-") in OVERRIDE_HEADERS):
             dropped = True
+    if lengths + codings > 1 or (codings and request.is_http2):
+        # Where the body ends must have one reading: two lengths, or a length and chunked,
+        # let a server find a second request in the body (mitmproxy checks this only while
+        # validate_inbound_headers is on; HTTP/2 frames its own bodies and has no chunked).
+        return Unclean(400, "the body's length is given more than once, or in a way HTTP/2 does not use")
     authority = _authority_problem(hosts, request, target)
     if authority is not None:
         return Unclean(421, authority)

@@ -20,6 +20,7 @@ from mitmproxy import http
 from cargo_vouch.logs import get_logger, printable
 from cargo_vouch.protocol import Operation, Write
 from cargo_vouch.proxy import hygiene
+from cargo_vouch.proxy.after_headers import refuse_undeclared_body
 from cargo_vouch.proxy.answers import plain_refusal, refusal_for
 from cargo_vouch.proxy.config_json import rewrite_config_json
 from cargo_vouch.proxy.policy import Authorize, Divert, Refuse, decide
@@ -84,6 +85,7 @@ class TokenInjector:
             self._answer(flow, request.host, checked.status, f"cargo-vouch: refused: {checked.reason}")
             return
         fields = checked.fields
+        refuse_undeclared_body(request)
         route = await self.state.route(request)
         if route is not None and checked.has_credentials:
             # The client's own Authorization (a placeholder, a static token) and cookies never
@@ -120,7 +122,8 @@ class TokenInjector:
                     return
                 if route.is_index and not config_json:
                     self.state.learn_soon(route.registry)
-                request.stream = True
+                if not request.stream:  # bodies stream; a read's undeclared one goes nowhere
+                    request.stream = True
 
     async def _touched(self, flow: http.HTTPFlow, route: Route, operation: Write) -> bool:
         from cargo_vouch.touch.challenge import WriteIntent  # python-fido2: only where touch is on

@@ -119,6 +119,11 @@ class ConfigLoader:
                 "connection_strategy=lazy is refused: it lets an HTTP/2 client reach an HTTP/1.1 registry, where "
                 "mitmproxy writes what the client sent as the request's framing; the default, eager, is required"
             )
+        if "validate_inbound_headers" in updated and not ctx.options.validate_inbound_headers:
+            raise ConfigError(
+                "validate_inbound_headers=false is refused: it lets requests whose framing servers read "
+                "differently reach the registry's connection"
+            )
         if "proxy_debug" in updated and ctx.options.proxy_debug:
             raise ConfigError("proxy_debug is refused: it logs raw request bytes, tokens included")
         if "vouch_config" in updated:

@@ -82,8 +82,14 @@ def run(args: argparse.Namespace) -> int:
         for link in (cargo_dir, cargo_dir / "config.toml", cargo_dir / "config"):
             # A cloned repository's `.cargo/config.toml -> ../../.cargo/config.toml` would
             # have setup edit the user's global config while it names the project's.
-            if link.is_symlink() and not link.resolve().is_relative_to(cwd):
-                raise SetupError(f"{link} is a link to {link.resolve()}, outside {cwd}; setup edits only the "
+            if not link.is_symlink():
+                continue
+            try:
+                points_to = link.resolve(strict=False)
+            except (OSError, RuntimeError):  # a loop of links
+                raise SetupError(f"{link} is a link that leads nowhere (a loop); fix or remove it") from None
+            if not points_to.is_relative_to(cwd):
+                raise SetupError(f"{link} is a link to {points_to}, outside {cwd}; setup edits only the "
                                  "project's own Cargo config (use --global for $CARGO_HOME/config.toml)")
     config_file, _ = paths.config_path(args.config)
     with setup_lock():
@@ -223,8 +229,14 @@ def _take_back(files: list[FileWrite], git: list[GitWrite]) -> bool:
     complete = True
     for git_change in reversed(git):
         try:
-            if git_get_all(git_change.key) != git_change.old:
-                git_set(git_change.key, git_change.old)
+            now = git_get_all(git_change.key)
+            if now == git_change.old:
+                continue  # unchanged: git failed before changing it
+            if now not in (git_change.new, []):
+                complete = False  # changed since: a value set meanwhile is not ours to undo
+                continue
+            # What setup wrote, or unset by a git_set that failed before adding it back.
+            git_set(git_change.key, git_change.old)
         except SetupError:
             complete = False
     for change in reversed(files):

@@ -692,3 +692,39 @@ def test_a_setup_waiting_for_another_says_so_and_gives_up(env: Env, capsys, monk
     assert "waiting for another setup to finish" in result.err
     assert "another cargo-vouch setup has held" in result.err and "nothing was written" in result.err
     assert env.target.read_text() == PROJECT_CONFIG
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_taking_back_a_failed_setup_keeps_a_git_value_set_meanwhile(env: Env, capsys, monkeypatch) -> None:
+    """Review 18: the undo set a git key back over a value the user set meanwhile."""
+    from cargo_vouch.cli.setup import command
+    from cargo_vouch.cli.setup.gitconfig import git_set
+    from cargo_vouch.cli.setup.plan import SetupError
+
+    git_project(env)
+    calls: list[str] = []
+
+    def second_key_fails(key: str, values: list[str]) -> None:
+        calls.append(key)
+        if len(calls) == 1:
+            git_set(key, values)  # setup's first key is written...
+            assert git_global("--replace-all", key, "http://users-own:3128").returncode == 0  # ...and changed by the user
+            return
+        if len(calls) == 2:
+            raise SetupError("git config --global: could not lock config file")
+        git_set(key, values)  # the undo
+
+    monkeypatch.setattr(command, "git_set", second_key_fails)
+    result = setup(capsys, "--registry", "corp", "--manifest-dir", str(env.project))
+
+    assert result.code == 1 and "could not be taken back" in result.err
+    assert git_global("--get-all", calls[0]).stdout.strip() == "http://users-own:3128"
+
+
+def test_a_project_config_that_links_to_itself_is_one_line(env: Env, capsys) -> None:
+    (env.project / ".cargo").mkdir()
+    loop = env.project / ".cargo" / "config.toml"
+    loop.symlink_to(loop)
+    result = setup(capsys, "--registry", "corp", "--manifest-dir", str(env.project))
+    assert result.code == 1
+    assert result.err.strip() == f"cargo-vouch: {loop} is a link that leads nowhere (a loop); fix or remove it"

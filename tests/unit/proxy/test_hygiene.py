@@ -165,6 +165,30 @@ async def test_a_transfer_encoding_other_than_chunked_is_refused(proxy, vouch_se
     assert status == 400 and authorization is None
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Content-Length", "5"), ("Transfer-Encoding", "chunked")],  # each server picks one
+        [("Content-Length", "5"), ("Content-Length", "40")],
+        [("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")],
+    ],
+)
+async def test_a_body_whose_length_is_given_twice_is_refused(proxy, vouch_session, headers):
+    """Review 18: with validate_inbound_headers off (a ~/.mitmproxy/config.yaml line), such
+    a request reached the registry with the token, and a server framing by Content-Length
+    read a second request in its body."""
+    flow = registry_request(method="PUT", headers=headers)
+    status, authorization, _ = await sent(proxy, flow)
+    assert status == 400 and authorization is None
+
+
+async def test_chunked_on_http2_is_refused(proxy, vouch_session):
+    flow = registry_request(headers=[("Transfer-Encoding", "chunked")])
+    flow.request.http_version = "HTTP/2.0"
+    status, authorization, _ = await sent(proxy, flow)
+    assert status == 400 and authorization is None
+
+
 async def test_the_client_s_cookies_never_ride_with_the_token_and_the_registry_s_session_stays_here(proxy, vouch_session):
     from mitmproxy import http
 

@@ -8,7 +8,7 @@ from tests.unit.proxy.conftest import SPARSE_CONFIG
 
 
 @pytest.mark.parametrize("option", [{"proxy_debug": True}, {"ssl_insecure": True}, {"listen_host": "0.0.0.0"},
-                                    {"connection_strategy": "lazy"}])
+                                    {"connection_strategy": "lazy"}, {"validate_inbound_headers": False}])
 def test_options_that_would_expose_tokens_stop_the_proxy(proxy, isolated_home, caplog, option):
     tctx, state, _, _ = proxy(SPARSE_CONFIG)
     loader = tctx.master.addons.get("configloader")

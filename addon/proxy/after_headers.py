@@ -1,4 +1,5 @@
-"""No HTTP trailers to or from a registry origin.
+"""Nothing reaches a registry origin after a request's checked headers that the checks did
+not see: no trailers, and no body behind an HTTP/2 read that declared none.
 
 Trailers are header fields sent after the body; HTTP/2 lets any request end with them.
 The request checks (hygiene.py) read the header fields, before the token is added and the
@@ -7,6 +8,12 @@ So behind a read that carries the token, a client could send upstream what hygie
 refuses in headers: a method override, a second Authorization, a rewritten URL, and on
 mitmproxy 11 CR/LF. Cargo, git and curl never send request trailers and none of them
 reads response trailers, so on a registry origin neither is forwarded.
+
+A body behind an HTTP/2 GET or HEAD without Content-Length has no length an HTTP/1.1
+server could read: should the registry's next connection speak HTTP/1.1 (a rollout, a
+load balancer over mixed backends), mitmproxy would write those bytes raw after the
+request head, a second request the checks never saw. Such a read's body is never
+forwarded (`RefusedBody`), and a read that had one is cut off.
 
 A request with trailers whose headers are still here is answered 400. One whose headers
 went upstream already (a streamed request: every request that carries a token) loses its
@@ -30,15 +37,48 @@ CUT_OFF = ("cargo-vouch: refused: a request with trailers (header fields after t
            "send; its headers had gone upstream, so it went on without them and its answer was withheld")
 
 
-class NoTrailers:
+#: Methods Cargo and git send without a body.
+BODILESS = frozenset({"GET", "HEAD"})
+
+
+BODY_CUT_OFF = ("cargo-vouch: refused: a body behind an HTTP/2 read that declared none, which Cargo never sends; "
+                "its headers had gone upstream, the body did not, and its answer was withheld")
+
+
+class RefusedBody:
+    """mitmproxy's request stream callable for a read that declared no body: it forwards
+    none, and remembers whether the client sent any."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if chunk:
+            self.seen = True
+        return b""
+
+
+def refuse_undeclared_body(request: http.Request) -> None:
+    """Set up before the headers leave: an HTTP/2 read without Content-Length streams
+    through RefusedBody (HTTP/1.1 frames its own: no length is no body there)."""
+    if request.is_http2 and request.method in BODILESS and "content-length" not in request.headers:
+        request.stream = RefusedBody()
+
+
+class AfterHeaders:
     def __init__(self, state: VouchState) -> None:
         self.state = state
 
     def request(self, flow: http.HTTPFlow) -> None:
         request = flow.request
-        if not request.trailers or flow.error or not flow.live:
+        if flow.error or not flow.live:
             return
-        if not self._on_registry_origin(request):
+        if isinstance(request.stream, RefusedBody) and request.stream.seen:
+            flow.kill()  # its headers went upstream; its body did not
+            logger.warning(f"{printable(request.host)} {printable(request.method, 20)} {printable(request.path)}: "
+                           f"{BODY_CUT_OFF}")
+            return
+        if not request.trailers or not self._on_registry_origin(request):
             return
         request.trailers = None  # whatever follows, mitmproxy sends none upstream
         if request.stream:
