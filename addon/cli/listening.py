@@ -48,11 +48,13 @@ ATTEMPTS = 3
 
 
 def probe(listen: ListenAddress, timeout: float) -> Listener:
-    found = Listener(False)
-    for _ in range(ATTEMPTS):
-        found = _probe_once(listen, timeout)
+    found = _probe_once(listen, timeout)
+    for _ in range(ATTEMPTS - 1):
         if not found.reachable or found.owner is not None or not peers.lookup_supported():
             return found
+        again = _probe_once(listen, timeout)
+        # A holder that answered, then closed its listener too, is one that hides: not "nothing".
+        found = again if again.reachable else found
     return found
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
 import os
 import shutil
 import socket
@@ -508,3 +509,14 @@ def test_a_proxy_address_whose_holder_cannot_be_told_is_not_ok(env: Env, monkeyp
     monkeypatch.setattr(peers, "listening_owners", lambda port, address=None: set())
     check = doctor.check_proxy(load_config(env.vouch_config).proxy.listen)
     assert not check.ok and "who holds it cannot be told" in check.detail and "ss -ltnp" in check.hint
+
+
+def test_a_holder_that_answers_then_vanishes_is_not_reported_as_nothing_listening(env: Env, monkeypatch) -> None:
+    """Review 18: a squatter that answered once and then closed its listener made doctor's
+    retry say 'nothing accepts connections ... start it'."""
+    from cargo_vouch.cli import listening
+
+    answers = itertools.chain([listening.Listener(True)], itertools.repeat(listening.Listener(False, "Connection refused")))
+    monkeypatch.setattr(listening, "_probe_once", lambda listen, timeout: next(answers))
+    check = doctor.check_proxy(load_config(env.vouch_config).proxy.listen)
+    assert not check.ok and "who holds it cannot be told" in check.detail
