@@ -37,12 +37,12 @@ CUT_OFF = ("cargo-vouch: refused: a request with trailers (header fields after t
            "send; its headers had gone upstream, so it went on without them and its answer was withheld")
 
 
-#: Methods Cargo and git send without a body.
-BODILESS = frozenset({"GET", "HEAD"})
-
-
 BODY_CUT_OFF = ("cargo-vouch: refused: a body behind an HTTP/2 read that declared none, which Cargo never sends; "
                 "its headers had gone upstream, the body did not, and its answer was withheld")
+
+
+#: Methods Cargo and git send without a body.
+BODILESS = frozenset({"GET", "HEAD"})
 
 
 class RefusedBody:
@@ -73,19 +73,16 @@ class AfterHeaders:
         request = flow.request
         if flow.error or not flow.live:
             return
-        if isinstance(request.stream, RefusedBody) and request.stream.seen:
-            flow.kill()  # its headers went upstream; its body did not
-            logger.warning(f"{printable(request.host)} {printable(request.method, 20)} {printable(request.path)}: "
-                           f"{BODY_CUT_OFF}")
-            return
-        if not request.trailers or not self._on_registry_origin(request):
+        # RefusedBody is set on registry origins only (inject.py).
+        body_seen = isinstance(request.stream, RefusedBody) and request.stream.seen
+        if not body_seen and not (request.trailers and self._on_registry_origin(request)):
             return
         request.trailers = None  # whatever follows, mitmproxy sends none upstream
         if request.stream:
             # Its headers went upstream, and the registry may even have answered already
             # (a response is no sign that the flow was answered here).
             flow.kill()
-            message = CUT_OFF
+            message = BODY_CUT_OFF if body_seen else CUT_OFF
         elif flow.response is None:
             flow.response = plain_refusal(REFUSED, 400)
             message = REFUSED

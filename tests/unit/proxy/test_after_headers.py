@@ -102,3 +102,17 @@ async def test_an_http2_read_without_a_body_goes_on(proxy, vouch_session):
     assert flow.request.stream(b"") == b""
     AfterHeaders(state).request(flow)
     assert flow.error is None and flow.response is None
+
+
+async def test_a_read_with_both_a_body_and_trailers_loses_the_trailers_too(proxy, vouch_session):
+    """The body check returned before the trailers were dropped: mitmproxy sends a streamed
+    request's trailers after the `request` hook, killed or not."""
+    _, state, _, injector = proxy(SPARSE_CONFIG)
+    flow = registry_request(path="/index/he/ll/hello")
+    flow.request.http_version = "HTTP/2.0"
+    await injector.requestheaders(flow)
+    flow.request.stream(b"smuggled")
+    flow.request.trailers = SMUGGLED.copy()
+    AfterHeaders(state).request(flow)
+    assert flow.request.trailers is None
+    assert flow.error is not None and flow.error.msg == mitmflow.Error.KILLED_MESSAGE
