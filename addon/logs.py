@@ -34,3 +34,8 @@ def printable(text: str, limit: int = 200) -> str:
     other control character reaches the user's terminal, and no line runs on and on."""
     shown = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def request_text(method: str, path: str) -> str:
+    """A request as every log line names it: method and path, each only as printable text."""
+    return f"{printable(method, 20)} {printable(path)}"

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from mitmproxy import http
 
-from cargo_vouch.logs import get_logger, printable
+from cargo_vouch.logs import get_logger, printable, request_text
 from cargo_vouch.proxy.answers import plain_refusal
 from cargo_vouch.proxy.state import VouchState
 
@@ -88,7 +88,7 @@ class AfterHeaders:
             message = REFUSED
         else:
             return  # answered here, before anything went upstream
-        logger.warning(f"{printable(request.host)} {printable(request.method, 20)} {printable(request.path)}: {message}")
+        logger.warning(f"{printable(request.host)} {request_text(request.method, request.path)}: {message}")
 
     def response(self, flow: http.HTTPFlow) -> None:
         response = flow.response

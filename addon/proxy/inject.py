@@ -17,7 +17,7 @@ import logging
 
 from mitmproxy import http
 
-from cargo_vouch.logs import get_logger, printable
+from cargo_vouch.logs import get_logger, printable, request_text
 from cargo_vouch.protocol import Operation, Write
 from cargo_vouch.proxy import hygiene
 from cargo_vouch.proxy.after_headers import refuse_undeclared_body
@@ -165,13 +165,13 @@ class TokenInjector:
                 level: int = logging.WARNING) -> None:
         """Answer the request ourselves, in a form its client prints, and log the same line."""
         flow.response = refusal_for(flow.request, message, status)
-        logger.log(level, f"{route.registry.name} {printable(flow.request.method, 20)} {printable(flow.request.path)}: {message}")
+        logger.log(level, f"{route.registry.name} {request_text(flow.request.method, flow.request.path)}: {message}")
 
     def _answer(self, flow: http.HTTPFlow, where: str, status: int, message: str, level: int = logging.WARNING) -> None:
         """A request refused before it is routed: the line names the host, and the path only
         as printable text (it may hold what made it unclean)."""
         flow.response = plain_refusal(message, status)
-        logger.log(level, f"{printable(where)} {printable(flow.request.method, 20)} {printable(flow.request.path)}: {message}")
+        logger.log(level, f"{printable(where)} {request_text(flow.request.method, flow.request.path)}: {message}")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         entry = self._authenticated.get(flow.id)
@@ -194,7 +194,7 @@ class TokenInjector:
                 rewrite_config_json(flow, registry.name, lambda data: self.state.learned_from(registry, data))
         except Exception as exc:  # noqa: BLE001 - mitmproxy would log it and pass the answer on unchecked
             flow.kill()
-            logger.error(f"{registry.name} {printable(flow.request.method, 20)} {printable(flow.request.path)}: "
+            logger.error(f"{registry.name} {request_text(flow.request.method, flow.request.path)}: "
                          f"internal error ({type(exc).__name__}) on the registry's answer; the connection was closed")
 
     def response(self, flow: http.HTTPFlow) -> None:

@@ -21,7 +21,7 @@ from mitmproxy import http
 from cargo_vouch import children
 from cargo_vouch.config import VouchConfig
 from cargo_vouch.index_config import IndexConfigError
-from cargo_vouch.logs import get_logger, printable
+from cargo_vouch.logs import get_logger, printable, request_text
 from cargo_vouch.protocol import Operation, Provider, ProviderError, Read
 from cargo_vouch.providers import provider_for
 from cargo_vouch.providers.token_cache import IssuedToken, TokenCache
@@ -64,7 +64,7 @@ class Authenticated:
                 provider = self.state.providers[registry.name].description
                 logger.warning(
                     f"{registry.name}: the registry answered {status} to the token from {provider} "
-                    f"({printable(self.method, 20)} {printable(self.path)}); check that the provider's token is for "
+                    f"({request_text(self.method, self.path)}); check that the provider's token is for "
                     f"this registry, and token-prefix ({registry.config.token_prefix.strip() or 'none'}) in the "
                     f"cargo-vouch config"
                 )
@@ -74,7 +74,7 @@ class Authenticated:
         left = self.issued.seconds_left(time.time())
         elapsed_ms = (time.monotonic() - self.started) * 1000
         logger.info(
-            f"{self.route.registry.name} {printable(self.method, 20)} {printable(self.path)} {self.operation.kind} "
+            f"{self.route.registry.name} {request_text(self.method, self.path)} {self.operation.kind} "
             f"sub={printable(self.issued.subject or '-', 80)} expires_in={'-' if left is None else f'{left}s'} "
             f"-> {outcome} {elapsed_ms:.0f}ms"
         )

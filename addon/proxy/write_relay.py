@@ -29,7 +29,7 @@ import h11
 from mitmproxy import http
 
 from cargo_vouch.direct_https import verified_context
-from cargo_vouch.logs import get_logger, printable
+from cargo_vouch.logs import get_logger, request_text
 from cargo_vouch.protocol import Owners, Publish, Write
 from cargo_vouch.proxy import peers
 from cargo_vouch.proxy.publish_body import PublishBodyError, PublishSpool, PublishTooLarge, too_large_message
@@ -141,7 +141,7 @@ class WriteRelay:
                     status, headers, body = await self._publish(conn, reader, diverted)
             except RelayRefusal as refusal:
                 logger.warning(
-                    f"{diverted.route.registry.name} {printable(diverted.method, 20)} {printable(diverted.path)}: "
+                    f"{diverted.route.registry.name} {request_text(diverted.method, diverted.path)}: "
                     f"{refusal.message}"
                 )
                 await _answer(conn, writer, refusal.status, refusal.message.encode() + b"\n")

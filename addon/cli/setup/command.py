@@ -193,7 +193,7 @@ def apply(plan: Plan, records_before: dict[str, Any]) -> None:
     try:
         for change in plan.files:
             done_files.append(change)
-            _write(change.path, change.new, change)
+            _write(change, change.new)
         for git_change in plan.git:
             done_git.append(git_change)  # before: a failed git_set may have unset the old values
             git_set(git_change.key, git_change.new)
@@ -210,7 +210,9 @@ def apply(plan: Plan, records_before: dict[str, Any]) -> None:
         raise SetupError(f"{reason}; {kept}") from None
 
 
-def _write(path: Path, text: str | None, change: FileWrite) -> None:
+def _write(change: FileWrite, text: str | None) -> None:
+    """`change.path` holds `text` (or, for None, is gone, with the folders it alone filled)."""
+    path = change.path
     if text is None:
         path.unlink(missing_ok=True)
         for directory in change.remove_dirs:
@@ -243,10 +245,8 @@ def _take_back(files: list[FileWrite], git: list[GitWrite]) -> bool:
         try:
             if read_text(change.path) != change.new:
                 complete = False  # changed since setup wrote it: that edit is not ours to undo
-            elif change.old is None:
-                change.path.unlink(missing_ok=True)
             else:
-                edit_atomic(change.path, change.old.encode("utf-8"))
+                _write(change, change.old)
         except (OSError, CargoConfigError):
             complete = False
     return complete

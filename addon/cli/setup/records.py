@@ -16,7 +16,7 @@ from typing import Any
 
 from cargo_vouch import paths
 from cargo_vouch.ca.files import edit_atomic
-from cargo_vouch.cli.setup.plan import SetupError
+from cargo_vouch.cli.setup.plan import PROG, SetupError
 
 RECORD_VERSION = 1
 #: How long setup waits for another one (which may itself wait on a provider, a touch).
@@ -47,7 +47,7 @@ def setup_lock() -> Iterator[None]:
                     raise SetupError(f"another cargo-vouch setup has held {directory} for over "
                                      f"{LOCK_WAIT_SECONDS} s; nothing was written: run setup again once it ends") from None
                 if not said:
-                    print(f"cargo-vouch setup: waiting for another setup to finish ({directory})", file=sys.stderr)
+                    print(f"{PROG}: waiting for another setup to finish ({directory})", file=sys.stderr)
                     said = True
                 time.sleep(LOCK_POLL_SECONDS)  # flock has no timeout of its own
         yield
